@@ -1,0 +1,32 @@
+/** Shared fixtures for the config tests: a minimal valid config and an in-memory file reader. */
+
+import type { FileReader } from "../../lib/config/load.ts";
+
+/** One listener and one upstream: the smallest valid config. */
+export const LISTENER = `[[listeners]]\nurl = "udp://127.0.0.1:5053"\n`;
+/** The upstream half of the minimal config. */
+export const UPSTREAM = `[[upstreams]]\nurl = "tls://1.1.1.1"\ntls_name = "cloudflare-dns.com"\n`;
+/** The smallest valid config. */
+export const MINIMAL = LISTENER + UPSTREAM;
+
+/** Where the fake config lives; ca_file paths resolve against its directory. */
+export const CONFIG_PATH = "/etc/dotproxy/config.toml";
+/** The directory of CONFIG_PATH. */
+export const BASE_DIR = "/etc/dotproxy";
+
+/** A certificate-shaped PEM block; contents are never decoded by lib/config. */
+export const PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\nZm9vYmFy\n" +
+  "-----END CERTIFICATE-----";
+
+/** A FileReader over a fixed map that fails like Deno does for missing files. */
+export function fakeFiles(files: Record<string, string>): FileReader & { reads: string[] } {
+  const reads: string[] = [];
+  const reader = (path: string) => {
+    reads.push(path);
+    if (path in files) return Promise.resolve(files[path]);
+    return Promise.reject(
+      new Deno.errors.NotFound(`No such file or directory (os error 2): readfile '${path}'`),
+    );
+  };
+  return Object.assign(reader, { reads });
+}
