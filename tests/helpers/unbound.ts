@@ -1,0 +1,219 @@
+/**
+ * Real unbound as a local DNS-over-TLS upstream, plus helpers to gate tests on external tools.
+ *
+ * The instance serves DoT only (TCP+TLS, no plain UDP) on 127.0.0.1 with fixtures/server.pem
+ * and answers from local data alone:
+ * - every name under `test.`: A 192.0.2.53 and AAAA 2001:db8::53 (TTL 300);
+ * - `large.test.`: 12 TXT records, ~3000 bytes in all (no A/AAAA: NOERROR, no answers);
+ * - anything else: REFUSED. It never queries the internet.
+ */
+
+export interface Unbound {
+  port: number;
+  hostname: string;
+  /** Everything unbound wrote to stderr so far (its log). */
+  log(): string;
+  /** Terminates unbound, waits for it to exit and removes its temp directory. */
+  stop(): Promise<void>;
+}
+
+export const UNBOUND_A = "192.0.2.53";
+export const UNBOUND_AAAA = "2001:db8::53";
+export const UNBOUND_LARGE_TXT_RECORDS = 12;
+
+/** Absolute path of the tool if it is on PATH (or in /usr/sbin, /sbin), else null. */
+export async function findTool(name: string): Promise<string | null> {
+  if (!/^[A-Za-z0-9._+-]+$/.test(name)) throw new Error(`bad tool name: ${name}`);
+  try {
+    const out = await new Deno.Command("sh", {
+      args: ["-c", 'PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$1"', "sh", name],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const path = new TextDecoder().decode(out.stdout).trim();
+    return out.success && path.startsWith("/") ? path : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether the tool (e.g. "unbound", "dig", "kdig") is installed. */
+export async function haveTool(name: string): Promise<boolean> {
+  return (await findTool(name)) !== null;
+}
+
+/**
+ * Gate for tests that need a real tool. True when it is installed. When it is missing: throws
+ * if env CI is "true" (CI installs every tool, so a missing one must fail the run, not skip
+ * tests), else returns false so the caller can set `ignore`.
+ */
+export async function requireTool(name: string): Promise<boolean> {
+  if (await haveTool(name)) return true;
+  if (Deno.env.get("CI") === "true") {
+    throw new Error(`required tool "${name}" is not installed (CI=true: not skipping)`);
+  }
+  return false;
+}
+
+/** A TCP port that was free a moment ago on `hostname` (bind 0, read it, close). */
+export function freePort(hostname = "127.0.0.1"): number {
+  const l = Deno.listen({ hostname, port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+function fixturePath(name: string): string {
+  return decodeURIComponent(new URL(`../fixtures/${name}`, import.meta.url).pathname);
+}
+
+/** The unbound.conf for an instance on `port` with its working directory `dir`. */
+export function unboundConfig(port: number, dir: string): string {
+  const large: string[] = [];
+  for (let i = 0; i < UNBOUND_LARGE_TXT_RECORDS; i++) {
+    const text = `record-${String(i).padStart(2, "0")} ${"x".repeat(240)}`;
+    large.push(`  local-data: 'large.test. 300 IN TXT "${text}"'`);
+  }
+  return [
+    "server:",
+    "  verbosity: 1",
+    '  username: ""',
+    '  chroot: ""',
+    `  directory: "${dir}"`,
+    "  do-daemonize: no",
+    "  use-syslog: no",
+    '  logfile: ""',
+    '  pidfile: ""',
+    "  num-threads: 1",
+    "  so-reuseport: no",
+    `  interface: 127.0.0.1@${port}`,
+    `  port: ${port}`,
+    `  tls-port: ${port}`,
+    `  tls-service-key: "${fixturePath("server-key.pem")}"`,
+    `  tls-service-pem: "${fixturePath("server.pem")}"`,
+    "  do-ip4: yes",
+    "  do-ip6: no",
+    "  do-udp: no",
+    "  do-tcp: yes",
+    "  access-control: 127.0.0.0/8 allow",
+    "  do-not-query-localhost: yes",
+    '  module-config: "iterator"',
+    "  outgoing-range: 16",
+    "  num-queries-per-thread: 64",
+    "  incoming-num-tcp: 64",
+    // Everything outside test. is refused, so nothing is ever looked up on the internet.
+    '  local-zone: "." refuse',
+    '  local-zone: "test." redirect',
+    `  local-data: "test. 300 IN A ${UNBOUND_A}"`,
+    `  local-data: "test. 300 IN AAAA ${UNBOUND_AAAA}"`,
+    '  local-zone: "large.test." static',
+    ...large,
+    "remote-control:",
+    "  control-enable: no",
+    "",
+  ].join("\n");
+}
+
+/** Connects once; true if something accepts TCP on the port. */
+async function canConnect(hostname: string, port: number): Promise<boolean> {
+  try {
+    const c = await Deno.connect({ hostname, port });
+    c.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const READY = "start of service";
+
+/**
+ * Starts `unbound -d -c <tmp conf>` serving DoT on 127.0.0.1 (on `opts.port`, or a free port,
+ * retrying with another if that one was taken meanwhile). Resolves once unbound has logged
+ * "start of service" and accepts TCP connections.
+ */
+export async function startUnbound(opts: { port?: number } = {}): Promise<Unbound> {
+  const bin = await findTool("unbound");
+  if (!bin) throw new Error("unbound is not installed");
+  const attempts = opts.port === undefined ? 5 : 1;
+  let lastErr: unknown;
+  for (let i = 0; i < attempts; i++) {
+    try {
+      return await startOnce(bin, opts.port ?? freePort());
+    } catch (err) {
+      lastErr = err;
+    }
+  }
+  throw lastErr;
+}
+
+async function startOnce(bin: string, port: number): Promise<Unbound> {
+  const hostname = "127.0.0.1";
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-unbound-" });
+  const conf = `${dir}/unbound.conf`;
+  await Deno.writeTextFile(conf, unboundConfig(port, dir));
+
+  const child = new Deno.Command(bin, {
+    args: ["-d", "-c", conf],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+
+  // Drain stderr for the whole life of the process (so unbound never blocks on a full pipe)
+  // and resolve `ready` when the start-up line appears, or reject it if unbound exits first.
+  let log = "";
+  let ready = false;
+  let onReady = () => {};
+  let onExit = (_: Error) => {};
+  const readyP = new Promise<void>((resolve, reject) => {
+    onReady = resolve;
+    onExit = reject;
+  });
+  const drain = (async () => {
+    const dec = new TextDecoder();
+    try {
+      for await (const chunk of child.stderr) {
+        log += dec.decode(chunk, { stream: true });
+        if (log.length > 1_000_000) log = log.slice(-500_000);
+        if (!ready && log.includes(READY)) {
+          ready = true;
+          onReady();
+        }
+      }
+    } catch { /* process gone */ }
+  })();
+  const status = child.status.then((s) => {
+    if (!ready) onExit(new Error(`unbound exited (code ${s.code}) before starting:\n${log}`));
+    return s;
+  });
+
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already exited */ }
+    await status;
+    await drain;
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+
+  try {
+    await readyP;
+    // The log line comes after the sockets are bound; confirm with real connections.
+    let ok = false;
+    for (let i = 0; i < 50 && !ok; i++) {
+      ok = await canConnect(hostname, port);
+      if (!ok) await new Promise((r) => setTimeout(r, 10 * (i + 1)));
+    }
+    if (!ok) throw new Error(`unbound on port ${port} does not accept connections:\n${log}`);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+
+  return { port, hostname, log: () => log, stop };
+}
