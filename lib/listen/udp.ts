@@ -1,0 +1,88 @@
+/**
+ * The UDP adapter: datagram in → pipeline → datagram out. It owns only the UDP size rule: an
+ * answer larger than the client can take is truncated with TC=1 so the client retries over TCP.
+ */
+import { truncateReply } from "../dns/reply.ts";
+import { logger } from "../sys/log.ts";
+import type { Answer } from "../pipeline/pipeline.ts";
+import type { Handler, Listener } from "./listener.ts";
+
+const log = logger("listen", "udp");
+
+/** Binds a UDP socket; throws the OS error (e.g. AddrInUse) for the server to report. */
+export function listenUdp(
+  opts: { url: string; hostname: string; port: number; handle: Handler },
+): Listener {
+  const socket = Deno.listenDatagram({
+    transport: "udp",
+    hostname: opts.hostname,
+    port: opts.port,
+  });
+  return new UdpListener(opts.url, socket, opts.handle);
+}
+
+/** Applies the client's UDP size limit to an answer. */
+export function fitUdp(answer: Answer): Uint8Array {
+  return answer.bytes.length > answer.maxUdpSize
+    ? truncateReply(answer.bytes, answer.maxUdpSize)
+    : answer.bytes;
+}
+
+class UdpListener implements Listener {
+  readonly addr: Deno.NetAddr;
+  #accepting = true;
+  #closed = false;
+  #loop: Promise<void>;
+
+  constructor(
+    readonly url: string,
+    private readonly socket: Deno.DatagramConn,
+    private readonly handle: Handler,
+  ) {
+    this.addr = socket.addr as Deno.NetAddr;
+    this.#loop = this.#receive();
+  }
+
+  stopAccepting(): void {
+    this.#accepting = false;
+  }
+
+  async close(): Promise<void> {
+    this.#accepting = false;
+    if (!this.#closed) {
+      this.#closed = true;
+      this.socket.close();
+    }
+    await this.#loop;
+  }
+
+  async #receive(): Promise<void> {
+    for (;;) {
+      let datagram: [Uint8Array, Deno.Addr];
+      try {
+        datagram = await this.socket.receive();
+      } catch (err) {
+        if (this.#closed) return;
+        // ICMP errors and the like surface here on some systems; they concern one peer only.
+        log.debug("UDP receive error on {url}: {err}", { url: this.url, err: String(err) });
+        continue;
+      }
+      if (!this.#accepting) continue;
+      const [bytes, addr] = datagram;
+      this.#serve(bytes, addr as Deno.NetAddr);
+    }
+  }
+
+  async #serve(bytes: Uint8Array, client: Deno.NetAddr): Promise<void> {
+    const answer = await this.handle({ bytes, client, transport: "udp" });
+    if (!answer || this.#closed) return;
+    try {
+      await this.socket.send(fitUdp(answer), client);
+    } catch (err) {
+      log.debug("UDP send to {client} failed: {err}", {
+        client: client.hostname,
+        err: String(err),
+      });
+    }
+  }
+}

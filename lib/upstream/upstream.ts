@@ -1,0 +1,44 @@
+/**
+ * The contract between the query pipeline and whatever answers upstream. Failures come back as
+ * typed values (never thrown), so one place — the pipeline — turns them into rcodes.
+ */
+import type { Question } from "../dns/message.ts";
+
+/**
+ * Why an exchange failed. `timeout`: no matching reply in time; `connect`: TCP could not be
+ * established; `tls`: handshake or certificate failure (never retried in cleartext); `closed`: the
+ * connection went away with the query outstanding; `down`: the upstream is backing off after
+ * failures and has no usable connection; `overloaded`: every connection is at its in-flight cap.
+ */
+export type UpstreamErrorKind = "timeout" | "connect" | "tls" | "closed" | "down" | "overloaded";
+
+/** A failed exchange, naming the upstream so logs and metrics can say which one. */
+export interface UpstreamError {
+  kind: UpstreamErrorKind;
+  upstream: string;
+  message: string;
+}
+
+/** The outcome of one exchange: the reply bytes (ID still the upstream's), or why not. */
+export type Exchange = { ok: true; reply: Uint8Array; upstream: string } | {
+  ok: false;
+  error: UpstreamError;
+};
+
+/** Something that answers DNS queries: one server, or a group of them. */
+export interface Upstream {
+  /** A stable label for logs, e.g. `tls://1.1.1.1:853`. */
+  readonly name: string;
+  /**
+   * Sends `query` (any ID; the upstream assigns its own) and waits for the reply whose ID and
+   * question match, until `deadline` on the injected clock.
+   */
+  exchange(query: Uint8Array, question: Question, deadline: number): Promise<Exchange>;
+  /** Closes every connection; pending exchanges resolve as `closed`. */
+  close(): Promise<void>;
+}
+
+/** Shorthand for building a failed Exchange. */
+export function failure(kind: UpstreamErrorKind, upstream: string, message: string): Exchange {
+  return { ok: false, error: { kind, upstream, message } };
+}

@@ -1,0 +1,67 @@
+/**
+ * Starts dotproxy in-process for integration tests: listeners on 127.0.0.1 with OS-chosen ports,
+ * the given upstreams trusted through the test CA, and a fake clock unless told otherwise.
+ */
+import { isConfigError, parseConfig } from "../../lib/config/load.ts";
+import type { Config } from "../../lib/config/schema.ts";
+import { type Server, startServer } from "../../lib/server.ts";
+import type { Clock } from "../../lib/sys/clock.ts";
+import { cryptoRandom } from "../../lib/sys/random.ts";
+import type { Addr } from "./dns_client.ts";
+import { FakeClock } from "./fake_clock.ts";
+
+const CA = new URL("../fixtures/ca.pem", import.meta.url).pathname;
+
+/** An upstream for the proxy to use: any address serving DoT with a test-CA certificate. */
+export interface UpstreamAddr {
+  hostname: string;
+  port: number;
+  tlsName?: string;
+}
+
+/** A running in-process proxy. */
+export interface TestProxy {
+  server: Server;
+  config: Config;
+  clock: FakeClock;
+  udp: Addr;
+  tcp: Addr;
+  stop(): Promise<void>;
+}
+
+/** Builds a Config from extra TOML (sections other than listeners/upstreams) and upstreams. */
+export async function testConfig(upstreams: UpstreamAddr[], extraToml = ""): Promise<Config> {
+  const bracket = (h: string) => (h.includes(":") ? `[${h}]` : h);
+  const toml = [
+    `[[listeners]]\nurl = "udp://127.0.0.1:5053"`,
+    `[[listeners]]\nurl = "tcp://127.0.0.1:5053"`,
+    ...upstreams.map((u) =>
+      `[[upstreams]]\nurl = "tls://${bracket(u.hostname)}:${u.port}"\n` +
+      `tls_name = "${u.tlsName ?? "dns.test"}"\nca_file = "${CA}"`
+    ),
+    extraToml,
+  ].join("\n\n");
+  const config = await parseConfig(toml, {
+    path: "test.toml",
+    baseDir: "/",
+    readFile: (p) => Deno.readTextFile(p),
+  });
+  if (isConfigError(config)) throw new Error(`test config invalid: ${config.message}`);
+  for (const l of config.listeners) l.port = 0; // let the OS choose
+  return config;
+}
+
+/** Starts the proxy; `clock` defaults to a FakeClock that only moves when the test advances it. */
+export async function startProxy(
+  upstreams: UpstreamAddr[],
+  opts: { extraToml?: string; clock?: Clock } = {},
+): Promise<TestProxy> {
+  const config = await testConfig(upstreams, opts.extraToml);
+  const clock = (opts.clock ?? new FakeClock()) as FakeClock;
+  const server = startServer(config, { clock, random: cryptoRandom() });
+  const [udp, tcp] = server.listeners.map((l) => ({
+    hostname: l.addr.hostname,
+    port: l.addr.port,
+  }));
+  return { server, config, clock, udp, tcp, stop: () => server.stop() };
+}

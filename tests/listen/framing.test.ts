@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { frameAll, FramedWriter, FrameReader, writeAll } from "../../lib/listen/framing.ts";
+
+const msg = (n: number, fill: number) => new Uint8Array(n).fill(fill);
+
+Deno.test("frameAll prefixes each message with its big-endian length", () => {
+  const out = frameAll([msg(3, 1), msg(300, 2)]);
+  assert.deepEqual([...out.subarray(0, 5)], [0, 3, 1, 1, 1]);
+  assert.deepEqual([...out.subarray(5, 7)], [1, 44]);
+  assert.equal(out.length, 2 + 3 + 2 + 300);
+});
+
+Deno.test("FrameReader reassembles messages split across chunks at every byte", () => {
+  const stream = frameAll([msg(20, 7), msg(1, 8), msg(0, 0), msg(5000, 9)]);
+  for (const step of [1, 2, 3, 7, 100, stream.length]) {
+    const r = new FrameReader();
+    const got: Uint8Array[] = [];
+    for (let at = 0; at < stream.length; at += step) {
+      r.push(stream.subarray(at, at + step));
+      for (let m = r.next(); m; m = r.next()) got.push(m);
+    }
+    assert.deepEqual(got.map((m) => m.length), [20, 1, 0, 5000], `step ${step}`);
+    assert.equal(r.pendingBytes, 0);
+  }
+});
+
+Deno.test("FrameReader hands out copies that later chunks do not overwrite", () => {
+  const r = new FrameReader();
+  const chunk = frameAll([msg(4, 1)]);
+  r.push(chunk);
+  const first = r.next()!;
+  chunk.fill(0xff);
+  r.push(frameAll([msg(4, 2)]));
+  r.next();
+  assert.deepEqual([...first], [1, 1, 1, 1]);
+});
+
+Deno.test("FrameReader reports a half-received message as pending bytes", () => {
+  const r = new FrameReader();
+  r.push(new Uint8Array([0, 10, 1, 2, 3]));
+  assert.equal(r.next(), null);
+  assert.equal(r.pendingBytes, 5);
+});
+
+Deno.test("writeAll keeps writing when the sink takes only part of a buffer", async () => {
+  const written: number[] = [];
+  const sink = {
+    write(p: Uint8Array) {
+      written.push(...p.subarray(0, 3));
+      return Promise.resolve(Math.min(3, p.length));
+    },
+  };
+  await writeAll(sink, new Uint8Array([1, 2, 3, 4, 5, 6, 7]));
+  assert.deepEqual(written, [1, 2, 3, 4, 5, 6, 7]);
+});
+
+Deno.test("FramedWriter coalesces messages queued during a write into one write", async () => {
+  const writes: Uint8Array[] = [];
+  let release = () => {};
+  const sink = {
+    async write(p: Uint8Array) {
+      writes.push(p.slice());
+      if (writes.length === 1) await new Promise<void>((r) => (release = r));
+      return p.length;
+    },
+  };
+  const w = new FramedWriter(sink, () => assert.fail("no error expected"));
+  w.send(msg(1, 1));
+  w.send(msg(1, 2));
+  w.send(msg(1, 3));
+  release();
+  await w.flushed();
+  assert.equal(writes.length, 2);
+  assert.deepEqual([...writes[1]], [0, 1, 2, 0, 1, 3]);
+});
+
+Deno.test("FramedWriter reports a failed write once and drops later sends", async () => {
+  const errors: unknown[] = [];
+  let calls = 0;
+  const sink = {
+    write(): Promise<number> {
+      calls++;
+      return Promise.reject(new Error("broken pipe"));
+    },
+  };
+  const w = new FramedWriter(sink, (e) => errors.push(e));
+  w.send(msg(2, 1));
+  await w.flushed();
+  w.send(msg(2, 2));
+  await w.flushed();
+  assert.equal(errors.length, 1);
+  assert.equal(calls, 1);
+});
