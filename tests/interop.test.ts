@@ -4,19 +4,12 @@
  * these tests; elsewhere they are ignored.
  */
 import assert from "node:assert/strict";
-import { spawnCli } from "./helpers/process.ts";
+import { freeUdpPort, spawnCli } from "./helpers/process.ts";
 import { findTool, haveTool, requireTool, startUnbound, UNBOUND_A } from "./helpers/unbound.ts";
 
 const TOOLS = ["unbound", "dig", "nslookup"];
 const CA = new URL("./fixtures/ca.pem", import.meta.url).pathname;
 const missing = (await Promise.all(TOOLS.map(haveTool))).some((have) => !have);
-
-function freePort(): number {
-  const s = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  const port = (s.addr as Deno.NetAddr).port;
-  s.close();
-  return port;
-}
 
 async function run(tool: string, args: string[]): Promise<string> {
   const bin = await findTool(tool);
@@ -37,7 +30,7 @@ Deno.test({
   async fn() {
     for (const t of TOOLS) assert.ok(await requireTool(t), `${t} is required`);
     const unbound = await startUnbound();
-    const port = freePort();
+    const port = freeUdpPort();
     const config = await Deno.makeTempFile({ dir: "/tmp", suffix: ".toml" });
     await Deno.writeTextFile(
       config,

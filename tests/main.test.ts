@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { buildQuery, parse, udpQuery } from "./helpers/dns_client.ts";
 import { expectedAddress, startFakeDot } from "./helpers/fake_dot.ts";
-import { runCli, spawnCli } from "./helpers/process.ts";
+import { freeUdpPort, runCli, spawnCli } from "./helpers/process.ts";
 
 const CA = new URL("./fixtures/ca.pem", import.meta.url).pathname;
 
@@ -10,13 +10,6 @@ async function writeConfig(toml: string): Promise<string> {
   const path = await Deno.makeTempFile({ dir: "/tmp", prefix: "dotproxy-test-", suffix: ".toml" });
   await Deno.writeTextFile(path, toml);
   return path;
-}
-
-function freeUdpPort(): number {
-  const s = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  const port = (s.addr as Deno.NetAddr).port;
-  s.close();
-  return port;
 }
 
 Deno.test("--version prints the version and exits 0", async () => {

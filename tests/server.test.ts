@@ -3,7 +3,7 @@
  * upstream with the test CA, and a fake clock for every timeout.
  */
 import assert from "node:assert/strict";
-import { buildQuery, parse, TcpDnsClient, udpQuery } from "./helpers/dns_client.ts";
+import { buildQuery, frame, parse, TcpDnsClient, udpQuery } from "./helpers/dns_client.ts";
 import { expectedAddress, type FakeDot, startFakeDot } from "./helpers/fake_dot.ts";
 import { startProxy, type TestProxy } from "./helpers/proxy.ts";
 
@@ -80,7 +80,7 @@ Deno.test("100 pipelined queries on one TCP connection each get their own answer
     const client = await TcpDnsClient.connect(p.tcp);
     try {
       const names = Array.from({ length: 100 }, (_, i) => `q${i}.pipeline.test`);
-      await client.sendRaw(concat(names.map((n, i) => framed(buildQuery(n, "A", 1000 + i)))));
+      await client.sendRaw(concat(names.map((n, i) => frame(buildQuery(n, "A", 1000 + i)))));
       const seen = new Map<number, string | undefined>();
       for (let i = 0; i < 100; i++) {
         const reply = await client.read();
@@ -298,6 +298,26 @@ Deno.test("on shutdown a query in flight is still answered before sockets close"
   }
 });
 
+Deno.test("listeners on ::1 answer over UDP and TCP", async () => {
+  const upstream = await startFakeDot();
+  const p = await startProxy([upstream], { listenOn: "::1" });
+  try {
+    assert.equal(p.udp.hostname, "::1");
+    const reply = await udpQuery(p.udp, buildQuery("v6.listen.test"));
+    assert.equal(firstAddress(reply), expectedAddress("v6.listen.test"));
+    const client = await TcpDnsClient.connect(p.tcp);
+    try {
+      await client.send(buildQuery("v6.listen.test", "AAAA"));
+      assert.equal(firstAddress((await client.read())!), expectedAddress("v6.listen.test", "AAAA"));
+    } finally {
+      client.close();
+    }
+  } finally {
+    await p.stop();
+    await upstream.close();
+  }
+});
+
 Deno.test("an IPv6 upstream on ::1 answers queries", async () => {
   const upstream = await startFakeDot({ hostname: "::1" });
   await withProxy([upstream], async (p) => {
@@ -305,14 +325,6 @@ Deno.test("an IPv6 upstream on ::1 answers queries", async () => {
     assert.equal(firstAddress(reply), expectedAddress("v6.test"));
   });
 });
-
-function framed(msg: Uint8Array): Uint8Array {
-  const out = new Uint8Array(msg.length + 2);
-  out[0] = msg.length >> 8;
-  out[1] = msg.length & 0xff;
-  out.set(msg, 2);
-  return out;
-}
 
 function concat(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));

@@ -10,19 +10,31 @@ export function runFlags(readPaths: string[]): string[] {
   return ["run", "--allow-net", `--allow-read=${[ROOT, ...readPaths].join(",")}`, MAIN];
 }
 
-/** Runs the CLI to completion and returns exit code and output. */
-export async function runCli(
-  args: string[],
-  readPaths: string[] = [],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
+function cliCommand(args: string[], readPaths: string[]): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
     args: [...runFlags(readPaths), ...args],
     cwd: ROOT,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
-  }).output();
+  });
+}
+
+/** A UDP port that was free a moment ago on 127.0.0.1. */
+export function freeUdpPort(): number {
+  const s = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (s.addr as Deno.NetAddr).port;
+  s.close();
+  return port;
+}
+
+/** Runs the CLI to completion and returns exit code and output. */
+export async function runCli(
+  args: string[],
+  readPaths: string[] = [],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await cliCommand(args, readPaths).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
@@ -39,14 +51,7 @@ export interface RunningProxy {
 
 /** Starts the CLI with `args`, collecting stdout and stderr together. */
 export function spawnCli(args: string[], readPaths: string[] = []): RunningProxy {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...runFlags(readPaths), ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const child = cliCommand(args, readPaths).spawn();
   let text = "";
   let waiters: { pattern: RegExp; resolve: () => void; reject: (e: Error) => void }[] = [];
   const check = () => {

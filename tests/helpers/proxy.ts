@@ -30,11 +30,15 @@ export interface TestProxy {
 }
 
 /** Builds a Config from extra TOML (sections other than listeners/upstreams) and upstreams. */
-export async function testConfig(upstreams: UpstreamAddr[], extraToml = ""): Promise<Config> {
+export async function testConfig(
+  upstreams: UpstreamAddr[],
+  extraToml = "",
+  listenOn = "127.0.0.1",
+): Promise<Config> {
   const bracket = (h: string) => (h.includes(":") ? `[${h}]` : h);
   const toml = [
-    `[[listeners]]\nurl = "udp://127.0.0.1:5053"`,
-    `[[listeners]]\nurl = "tcp://127.0.0.1:5053"`,
+    `[[listeners]]\nurl = "udp://${bracket(listenOn)}:5053"`,
+    `[[listeners]]\nurl = "tcp://${bracket(listenOn)}:5053"`,
     ...upstreams.map((u) =>
       `[[upstreams]]\nurl = "tls://${bracket(u.hostname)}:${u.port}"\n` +
       `tls_name = "${u.tlsName ?? "dns.test"}"\nca_file = "${CA}"`
@@ -54,9 +58,9 @@ export async function testConfig(upstreams: UpstreamAddr[], extraToml = ""): Pro
 /** Starts the proxy; `clock` defaults to a FakeClock that only moves when the test advances it. */
 export async function startProxy(
   upstreams: UpstreamAddr[],
-  opts: { extraToml?: string; clock?: Clock } = {},
+  opts: { extraToml?: string; clock?: Clock; listenOn?: string } = {},
 ): Promise<TestProxy> {
-  const config = await testConfig(upstreams, opts.extraToml);
+  const config = await testConfig(upstreams, opts.extraToml, opts.listenOn);
   const clock = (opts.clock ?? new FakeClock()) as FakeClock;
   const server = startServer(config, { clock, random: cryptoRandom() });
   const [udp, tcp] = server.listeners.map((l) => ({
