@@ -66,7 +66,16 @@ export function startServer(config: Config, deps: ServerDeps): Server {
     clock,
     queryTimeoutMs: config.server.queryTimeoutMs,
     udpMaxSize: config.server.udpMaxSize,
+    maxInFlight: config.limits.maxInFlight,
+    overload: config.limits.overload,
   });
+  const streamLimits = {
+    idleTimeoutMs: config.server.tcpIdleTimeoutMs,
+    readTimeoutMs: config.limits.tcpReadTimeoutMs,
+    maxConnections: config.limits.tcpMaxConnections,
+    maxConnectionsPerClient: config.limits.tcpMaxConnectionsPerClient,
+    maxPipelined: config.limits.tcpMaxPipelined,
+  };
   const handle = (q: Parameters<Pipeline["handle"]>[0]) => pipeline.handle(q);
 
   const listeners: Listener[] = [];
@@ -76,7 +85,7 @@ export function startServer(config: Config, deps: ServerDeps): Server {
       listeners.push(
         l.protocol === "udp"
           ? listenUdp(common)
-          : listenTcp({ ...common, clock, idleTimeoutMs: config.server.tcpIdleTimeoutMs }),
+          : listenTcp({ ...common, clock, limits: streamLimits }),
       );
       log.info("listening on {url}", { url: describe(listeners[listeners.length - 1]) });
     }

@@ -14,6 +14,7 @@ import {
   type Config,
   type ConfigError,
   DEFAULT_FORWARDING,
+  DEFAULT_LIMITS,
   DEFAULT_LOG,
   DEFAULT_SERVER,
   DEFAULT_UPSTREAM_PORT,
@@ -21,6 +22,7 @@ import {
   type ListenerConfig,
   LOG_FORMATS,
   LOG_LEVELS,
+  OVERLOAD_ACTIONS,
   type UpstreamConfig,
 } from "./schema.ts";
 
@@ -83,7 +85,7 @@ type Table = Record<string, unknown>;
 
 /** Known keys per section; "" is the top level. */
 const SECTIONS = {
-  "": ["server", "listeners", "upstreams", "forwarding", "log"],
+  "": ["server", "listeners", "upstreams", "forwarding", "limits", "log"],
   server: ["query_timeout", "udp_max_size", "tcp_idle_timeout", "shutdown_grace"],
   listeners: ["url"],
   upstreams: ["url", "tls_name", "ca_file"],
@@ -95,6 +97,14 @@ const SECTIONS = {
     "max_in_flight_per_connection",
     "failure_backoff",
     "max_failure_backoff",
+  ],
+  limits: [
+    "max_in_flight",
+    "overload",
+    "tcp_max_connections",
+    "tcp_max_connections_per_client",
+    "tcp_max_pipelined",
+    "tcp_read_timeout",
   ],
   log: ["level", "format"],
 } as const;
@@ -175,6 +185,35 @@ async function validate(text: string, opts: ParseOptions): Promise<Config> {
     ["the cap of the doubling backoff", "the period the doubling starts from"],
   );
 
+  const m = section(root, "limits");
+  const L = DEFAULT_LIMITS;
+  const limits = {
+    maxInFlight: integer(m, "limits", "max_in_flight", L.maxInFlight, LIMITS.maxInFlight),
+    overload: oneOf(m, "limits", "overload", L.overload, OVERLOAD_ACTIONS),
+    tcpMaxConnections: integer(
+      m,
+      "limits",
+      "tcp_max_connections",
+      L.tcpMaxConnections,
+      LIMITS.tcpMaxConnections,
+    ),
+    tcpMaxConnectionsPerClient: integer(
+      m,
+      "limits",
+      "tcp_max_connections_per_client",
+      L.tcpMaxConnectionsPerClient,
+      LIMITS.tcpMaxConnectionsPerClient,
+    ),
+    tcpMaxPipelined: integer(
+      m,
+      "limits",
+      "tcp_max_pipelined",
+      L.tcpMaxPipelined,
+      LIMITS.tcpMaxPipelined,
+    ),
+    tcpReadTimeoutMs: duration(m, "limits", "tcp_read_timeout", L.tcpReadTimeoutMs),
+  };
+
   const l = section(root, "log");
   const log = {
     level: oneOf(l, "log", "level", DEFAULT_LOG.level, LOG_LEVELS),
@@ -182,7 +221,7 @@ async function validate(text: string, opts: ParseOptions): Promise<Config> {
   };
 
   await readCaFiles(root, upstreams, opts.readFile);
-  return { listeners, upstreams, server, forwarding, log, path: opts.path };
+  return { listeners, upstreams, server, forwarding, limits, log, path: opts.path };
 }
 
 function parseToml(text: string): Table {

@@ -63,6 +63,25 @@ export interface ServerConfig {
   queryTimeoutMs: number;
 }
 
+/** What to do with a query that arrives when too many are in flight already. */
+export const OVERLOAD_ACTIONS = ["refuse", "drop"] as const;
+
+/** [limits]: bounds that keep load and abuse from exhausting the proxy. */
+export interface LimitsConfig {
+  /** max_in_flight: client queries being answered at once, across all listeners. */
+  maxInFlight: number;
+  /** overload: "refuse" answers REFUSED above max_in_flight, "drop" sends nothing. */
+  overload: typeof OVERLOAD_ACTIONS[number];
+  /** tcp_max_connections: client connections open at once per stream listener. */
+  tcpMaxConnections: number;
+  /** tcp_max_connections_per_client: connections open at once from one address. */
+  tcpMaxConnectionsPerClient: number;
+  /** tcp_max_pipelined: queries in flight on one connection before reading pauses. */
+  tcpMaxPipelined: number;
+  /** tcp_read_timeout: a message must arrive whole this long after its first byte. */
+  tcpReadTimeoutMs: number;
+}
+
 /** Log verbosity levels, lowest first. */
 export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
 /** Log output formats. */
@@ -80,6 +99,7 @@ export interface Config {
   upstreams: UpstreamConfig[];
   server: ServerConfig;
   forwarding: ForwardingConfig;
+  limits: LimitsConfig;
   log: LogConfig;
   /** The config file path, for messages. */
   path: string;
@@ -123,6 +143,16 @@ export const DEFAULT_FORWARDING: Readonly<ForwardingConfig> = Object.freeze({
   maxFailureBackoffMs: 30_000,
 });
 
+/** [limits] defaults: generous for a busy resolver, small enough to bound memory. */
+export const DEFAULT_LIMITS: Readonly<LimitsConfig> = Object.freeze({
+  maxInFlight: 10_000,
+  overload: "refuse",
+  tcpMaxConnections: 1_000,
+  tcpMaxConnectionsPerClient: 32,
+  tcpMaxPipelined: 100,
+  tcpReadTimeoutMs: 5_000,
+});
+
 /** [log] defaults. */
 export const DEFAULT_LOG: Readonly<LogConfig> = Object.freeze({ level: "info", format: "text" });
 
@@ -131,6 +161,10 @@ export const LIMITS = Object.freeze({
   udpMaxSize: { min: 512, max: 65535 },
   connectionsPerUpstream: { min: 1, max: 64 },
   maxInFlightPerConnection: { min: 1, max: 65535 },
+  maxInFlight: { min: 1, max: 1_000_000 },
+  tcpMaxConnections: { min: 1, max: 1_000_000 },
+  tcpMaxConnectionsPerClient: { min: 1, max: 1_000_000 },
+  tcpMaxPipelined: { min: 1, max: 65535 },
   /** Longest duration a host timer can hold (2^31 - 1 ms, about 24.8 days). */
   maxDurationMs: 2_147_483_647,
 });

@@ -35,6 +35,10 @@ export interface PipelineOptions {
   queryTimeoutMs: number;
   /** The largest UDP answer we send, whatever the client advertises (RFC 9715 suggests 1232). */
   udpMaxSize: number;
+  /** Queries answered at once; above it new ones are shed rather than queued without bound. */
+  maxInFlight: number;
+  /** How to shed: answer REFUSED, or send nothing. */
+  overload: "refuse" | "drop";
 }
 
 /** Classic DNS without EDNS allows 512 bytes over UDP (RFC 1035 4.2.1). */
@@ -51,6 +55,8 @@ export function rcodeForUpstreamError(kind: UpstreamErrorKind): number {
 /** The transport-independent query handler, tracking what is in flight for graceful shutdown. */
 export class Pipeline {
   #inFlight = 0;
+  /** Queries shed because max_in_flight was reached. */
+  shed = 0;
   #drainWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: PipelineOptions) {}
@@ -100,6 +106,11 @@ export class Pipeline {
     if (msg.edns && msg.edns.version > EDNS_VERSION) return refuse(Rcode.BADVERS);
     const question = msg.question;
     if (!question) return refuse(Rcode.FORMERR);
+    // This query is already counted in #inFlight, hence `>`.
+    if (this.#inFlight > this.opts.maxInFlight) {
+      this.shed++;
+      return this.opts.overload === "drop" ? null : refuse(Rcode.REFUSED);
+    }
 
     const { clock } = this.opts;
     const started = clock.now();

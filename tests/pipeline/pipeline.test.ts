@@ -37,10 +37,17 @@ function scriptedUpstream(
   };
 }
 
+const LIMITS = {
+  queryTimeoutMs: 5000,
+  udpMaxSize: 1232,
+  maxInFlight: 100,
+  overload: "refuse",
+} as const;
+
 function setup(result?: Exchange) {
   const clock = new FakeClock();
   const upstream = scriptedUpstream(result);
-  const pipeline = new Pipeline({ upstream, clock, queryTimeoutMs: 5000, udpMaxSize: 1232 });
+  const pipeline = new Pipeline({ upstream, clock, ...LIMITS });
   const ask = (bytes: Uint8Array, transport: Query["transport"] = "udp") =>
     pipeline.handle({ bytes, transport, client: { hostname: "127.0.0.1", port: 5353 } });
   return { clock, upstream, pipeline, ask };
@@ -158,7 +165,7 @@ Deno.test("in-flight queries are counted and drained() waits for them", async ()
     exchange: () => new Promise((r) => (release = r)),
     close: () => Promise.resolve(),
   };
-  const pipeline = new Pipeline({ upstream, clock, queryTimeoutMs: 5000, udpMaxSize: 1232 });
+  const pipeline = new Pipeline({ upstream, clock, ...LIMITS });
   const pending = pipeline.handle({
     bytes: buildQuery("held.test"),
     transport: "tcp",
@@ -173,4 +180,51 @@ Deno.test("in-flight queries are counted and drained() waits for them", async ()
   await pending;
   await d;
   assert.equal(pipeline.inFlight, 0);
+});
+
+function heldPipeline(overload: "refuse" | "drop") {
+  const releases: ((e: Exchange) => void)[] = [];
+  const upstream: Upstream = {
+    name: "held",
+    exchange: () => new Promise((r) => releases.push(r)),
+    close: () => Promise.resolve(),
+  };
+  const pipeline = new Pipeline({
+    upstream,
+    clock: new FakeClock(),
+    ...LIMITS,
+    maxInFlight: 2,
+    overload,
+  });
+  const ask = (id: number) =>
+    pipeline.handle({
+      bytes: buildQuery("shed.test", "A", id),
+      transport: "udp",
+      client: { hostname: "192.0.2.1", port: 1 },
+    });
+  const releaseAll = () => releases.forEach((r) => r(failure("timeout", "held", "x")));
+  return { pipeline, ask, releaseAll };
+}
+
+Deno.test("above max_in_flight a new query is refused at once, not queued", async () => {
+  const { pipeline, ask, releaseAll } = heldPipeline("refuse");
+  const held = [ask(1), ask(2)];
+  const shed = parse((await ask(3))!.bytes);
+  assert.equal(shed.id, 3);
+  assert.equal(shed.rcode, "REFUSED");
+  assert.equal(pipeline.shed, 1);
+  releaseAll();
+  await Promise.all(held);
+  // Once the load is gone, queries go upstream again (this one fails there: SERVFAIL).
+  const after = ask(4);
+  releaseAll();
+  assert.equal(parse((await after)!.bytes).rcode, "SERVFAIL");
+});
+
+Deno.test("with overload = drop a query above max_in_flight gets no answer", async () => {
+  const { ask, releaseAll } = heldPipeline("drop");
+  const held = [ask(1), ask(2)];
+  assert.equal(await ask(3), null);
+  releaseAll();
+  await Promise.all(held);
 });
