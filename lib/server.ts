@@ -57,6 +57,7 @@ export function startServer(config: Config, deps: ServerDeps): Server {
       maxInFlightPerConnection: f.maxInFlightPerConnection,
       failureBackoffMs: f.failureBackoffMs,
       maxFailureBackoffMs: f.maxFailureBackoffMs,
+      probeTimeoutMs: f.attemptTimeoutMs,
       dial: deps.dial,
     })
   );

@@ -136,8 +136,16 @@ Deno.test("a silent upstream gives SERVFAIL at the deadline, then service recove
     assert.equal(parse(reply).id, 99);
     assert.equal(rcodeOf(reply), "SERVFAIL");
 
+    // While it is failing, clients get a quick SERVFAIL instead of waiting on it again.
+    const quick = await udpQuery(p.udp, buildQuery("quick.test", "A", 100), 5000);
+    assert.equal(rcodeOf(quick), "SERVFAIL");
+    assert.equal(upstream.queries.length, 1);
+
+    // A background probe finds it answering again; no client query had to pay for that.
     upstream.setBehaviour("answer");
-    p.clock.advance(p.config.forwarding.maxFailureBackoffMs); // let the backoff run out
+    p.clock.advance(p.config.forwarding.failureBackoffMs * 1.2);
+    await waitFor(() => p.server.upstreams[0].health.available());
+    assert.equal(upstream.queries[1].questions?.[0].name, ".");
     const again = await udpQuery(p.udp, buildQuery("silent.test"));
     assert.equal(firstAddress(again), expectedAddress("silent.test"));
   });

@@ -140,7 +140,7 @@ export const DEFAULT_FORWARDING: Readonly<ForwardingConfig> = Object.freeze({
   connectionsPerUpstream: 2,
   maxInFlightPerConnection: 512,
   failureBackoffMs: 1_000,
-  maxFailureBackoffMs: 30_000,
+  maxFailureBackoffMs: 10_000,
 });
 
 /** [limits] defaults: generous for a busy resolver, small enough to bound memory. */

@@ -4,7 +4,8 @@
  * A query whose connection dies under it is retried once on a fresh connection, so a server
  * closing an idle connection at the wrong moment never costs a client its answer.
  */
-import type { Question } from "../dns/message.ts";
+import { decodeQuery, type Question, RRType } from "../dns/message.ts";
+import { encodeQuery } from "../dns/reply.ts";
 import { logger } from "../sys/log.ts";
 import type { Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
@@ -26,6 +27,8 @@ export interface DotUpstreamOptions {
   maxInFlightPerConnection: number;
   failureBackoffMs: number;
   maxFailureBackoffMs: number;
+  /** How long a health probe waits for its answer once connected. */
+  probeTimeoutMs: number;
   dial?: Dialer;
 }
 
@@ -36,6 +39,14 @@ type Acquired = { ok: true; conn: DotConnection } | {
 };
 
 const log = logger("upstream");
+
+/** The probe sent to a failing upstream: ". NS", which every recursive resolver can answer. */
+const PROBE = encodeQuery({ id: 0, name: ".", qtype: RRType.NS });
+const PROBE_QUESTION = (() => {
+  const d = decodeQuery(PROBE);
+  if (!d.ok || !d.value.question) throw new Error("probe query does not decode");
+  return d.value.question;
+})();
 
 /** A pooled, pipelined DoT client for one server, with failure backoff. */
 export class DotUpstream implements Upstream {
@@ -48,6 +59,7 @@ export class DotUpstream implements Upstream {
   #activeDial: Dial | null = null;
   #reconnects = 0;
   #closing = false;
+  #cancelProbe: (() => void) | null = null;
 
   constructor(private readonly opts: DotUpstreamOptions) {
     this.name = opts.name;
@@ -86,13 +98,19 @@ export class DotUpstream implements Upstream {
 
   async close(): Promise<void> {
     this.#closing = true;
+    this.#cancelProbe?.();
     this.#activeDial?.abort();
     for (const c of [...this.#connections]) c.close("shutting down");
     await this.#dialing;
   }
 
-  async #attempt(query: Uint8Array, question: Question, deadline: number): Promise<Exchange> {
-    const acquired = await this.#acquire(deadline);
+  async #attempt(
+    query: Uint8Array,
+    question: Question,
+    deadline: number,
+    probing = false,
+  ): Promise<Exchange> {
+    const acquired = await this.#acquire(deadline, probing);
     if (!acquired.ok) return failure(acquired.kind, this.name, acquired.message);
     const r = await acquired.conn.exchange(query, question, deadline);
     return r.ok
@@ -100,8 +118,11 @@ export class DotUpstream implements Upstream {
       : failure(r.kind, this.name, r.message);
   }
 
-  /** The least-loaded open connection with room, else a new one (one dial at a time). */
-  #acquire(deadline: number): Promise<Acquired> | Acquired {
+  /**
+   * The least-loaded open connection with room, else a new one (one dial at a time). While the
+   * upstream is failing only probes dial; queries use a connection that is still open, if any.
+   */
+  #acquire(deadline: number, probing: boolean): Promise<Acquired> | Acquired {
     if (this.#closing) return { ok: false, kind: "closed", message: "upstream is shutting down" };
     let best: DotConnection | null = null;
     for (const c of this.#connections) {
@@ -115,7 +136,7 @@ export class DotUpstream implements Upstream {
       return { ok: false, kind: "overloaded", message: "every connection is at its in-flight cap" };
     }
     if (!this.#dialing) {
-      if (!this.health.available() && !best) {
+      if (!this.health.available() && !best && !probing) {
         return { ok: false, kind: "down", message: "backing off after failures" };
       }
       this.#dialing = this.#dial().finally(() => (this.#dialing = null));
@@ -216,6 +237,24 @@ export class DotUpstream implements Upstream {
     const fields = { upstream: this.name, kind, reason: message, failures: this.health.failures };
     if (firstOfEpisode) log.warn("upstream {upstream} failing: {reason}", fields);
     else log.debug("upstream {upstream} still failing: {reason}", fields);
+    this.#scheduleProbe();
+  }
+
+  /** One probe at a time, due when the backoff ends; it reschedules itself while failing. */
+  #scheduleProbe(): void {
+    if (this.#cancelProbe || this.#closing) return;
+    const { clock } = this.opts;
+    this.#cancelProbe = clock.schedule(this.health.retryAt - clock.now(), async () => {
+      this.#cancelProbe = null; // a failure during this probe schedules the next one
+      const deadline = clock.now() + this.opts.connectTimeoutMs + this.opts.probeTimeoutMs;
+      const result = await this.#attempt(PROBE, PROBE_QUESTION, deadline, true);
+      if (this.#closing) return;
+      log.debug("probe of {upstream}: {outcome}", {
+        upstream: this.name,
+        outcome: result.ok ? "answered" : result.error.message,
+      });
+      this.#record(result);
+    });
   }
 }
 

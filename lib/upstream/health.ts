@@ -1,7 +1,7 @@
 /**
- * Failure bookkeeping for one upstream: after a failure it is avoided for a backoff period that
- * doubles (with jitter) up to a cap, and a success clears it. Episodes are what get logged: the
- * first failure and the recovery, not every failed query.
+ * Failure bookkeeping for one upstream: after a failure it is avoided and probed after a backoff
+ * period that doubles (with jitter) up to a cap; a success clears it. Episodes are what get
+ * logged: the first failure and the recovery, not every failed query.
  */
 import type { Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
@@ -24,12 +24,15 @@ export class Health {
     private readonly backoff: BackoffOptions,
   ) {}
 
-  /** True when not backing off: the upstream may be chosen first and may dial. */
+  /**
+   * True when healthy. A failing upstream becomes available again only when a background probe
+   * (or a query on a connection that is still open) succeeds, so clients never pay for probing.
+   */
   available(): boolean {
-    return this.clock.now() >= this.#retryAt;
+    return this.#failures === 0;
   }
 
-  /** When the current backoff ends (0 when healthy); orders upstreams when all are down. */
+  /** When the next probe is due (0 when healthy); orders upstreams when all are down. */
   get retryAt(): number {
     return this.#retryAt;
   }

@@ -443,7 +443,7 @@ const cases: Case[] = [
     name: "failure_backoff above max_failure_backoff",
     toml: MINIMAL + `[forwarding]\nfailure_backoff = "1m"\n`,
     key: "forwarding.failure_backoff",
-    message: "must not exceed forwarding.max_failure_backoff (30s, the default)",
+    message: "must not exceed forwarding.max_failure_backoff (10s, the default)",
   },
 
   // --- integers ---

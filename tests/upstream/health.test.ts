@@ -4,15 +4,16 @@ import { FakeClock } from "../helpers/fake_clock.ts";
 
 const fixedRandom = (f: number) => ({ uint16: () => 0, float: () => f });
 
-Deno.test("a failed upstream is avoided for the backoff, then available again", () => {
+Deno.test("a failed upstream stays unavailable until a success, with a probe due after backoff", () => {
   const clock = new FakeClock();
   const h = new Health(clock, fixedRandom(0.5), { baseMs: 1000, maxMs: 8000 });
   assert.equal(h.available(), true);
   assert.equal(h.fail(), true, "first failure starts an episode");
   assert.equal(h.available(), false);
-  clock.advance(999);
-  assert.equal(h.available(), false);
-  clock.advance(1);
+  assert.equal(h.retryAt, clock.now() + 1000);
+  clock.advance(5000);
+  assert.equal(h.available(), false, "time alone does not make it healthy");
+  h.succeed();
   assert.equal(h.available(), true);
 });
 
