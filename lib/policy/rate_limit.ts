@@ -1,0 +1,200 @@
+/**
+ * Per-client rate limiting: a token bucket per client prefix (a /24 for IPv4, a /56 for IPv6 by
+ * default: one household or small network, so an attacker cannot escape the limit by cycling
+ * addresses inside its own allocation). Buckets refill lazily from the injected clock when they
+ * are touched, so there are no timers; memory is bounded by evicting the least recently used
+ * bucket, so a flood from random (spoofed) sources cannot grow state without bound.
+ */
+import type { Clock } from "../sys/clock.ts";
+import { parseClientAddress } from "./ip.ts";
+
+/** Settings of a RateLimiter; `qps` 0 disables limiting. */
+export interface RateLimiterOptions {
+  clock: Clock;
+  /** Sustained queries per second allowed per client prefix; 0 = unlimited. */
+  qps: number;
+  /** Queries a prefix may send at once after being quiet (the bucket size), at least 1. */
+  burst: number;
+  /** IPv4 clients sharing this many leading bits share a bucket. Default 24. */
+  ipv4Prefix?: number;
+  /** IPv6 clients sharing this many leading bits share a bucket. Default 56. */
+  ipv6Prefix?: number;
+  /** The most buckets kept; beyond it the least recently used is forgotten. Default 100 000. */
+  maxBuckets?: number;
+}
+
+/** Key for clients whose address does not parse: they share one bucket (v4 keys are >= 0). */
+const UNPARSEABLE_KEY = -1;
+
+function check(ok: boolean, what: string, value: unknown): void {
+  if (!ok) throw new RangeError(`rate limiter ${what}, got ${value}`);
+}
+
+/**
+ * Token buckets per client prefix. `allow` takes one token from the client's bucket, refilled at
+ * `qps` per second up to `burst`. Forgetting a bucket is harmless for well-behaved clients (a
+ * new bucket starts full, as theirs would be); under a flood from more than `maxBuckets`
+ * prefixes an abusive client may get a fresh burst after being evicted, which bounds memory at
+ * the cost of precision only while the flood lasts.
+ *
+ * Buckets live in slots of typed arrays linked into a recency list (most recent at the head), and
+ * a Map finds a client's slot: a hit is one Map lookup and a few integer writes, an eviction
+ * reuses the tail slot. (A Map used as its own LRU queue, deleting and re-inserting on every hit
+ * and evicting its first key, degrades to O(n) per eviction in V8 as deleted entries pile up at
+ * the front of its table.)
+ */
+export class RateLimiter {
+  readonly #clock: Clock;
+  readonly #perMs: number;
+  readonly #burst: number;
+  readonly #v4Mask: number;
+  readonly #v6Mask = new Uint32Array(4);
+  readonly #maxBuckets: number;
+  readonly #unlimited: boolean;
+  readonly #slots = new Map<number | string, number>();
+  readonly #words = new Uint32Array(4);
+  // Per slot: the key (to unmap on eviction), tokens, time of the last refill, list links.
+  #keys: (number | string)[] = [];
+  #tokens = new Float64Array(0);
+  #last = new Float64Array(0);
+  #prev = new Int32Array(0);
+  #next = new Int32Array(0);
+  #head = -1;
+  #tail = -1;
+  #used = 0;
+
+  /** Throws RangeError on invalid options (the config layer validates user input first). */
+  constructor(opts: RateLimiterOptions) {
+    const { qps, burst } = opts;
+    const ipv4Prefix = opts.ipv4Prefix ?? 24;
+    const ipv6Prefix = opts.ipv6Prefix ?? 56;
+    const maxBuckets = opts.maxBuckets ?? 100_000;
+    check(Number.isFinite(qps) && qps >= 0, "qps must be a finite number >= 0", qps);
+    check(Number.isFinite(burst) && burst >= 1, "burst must be a finite number >= 1", burst);
+    check(
+      Number.isInteger(ipv4Prefix) && ipv4Prefix >= 0 && ipv4Prefix <= 32,
+      "ipv4Prefix must be an integer in 0-32",
+      ipv4Prefix,
+    );
+    check(
+      Number.isInteger(ipv6Prefix) && ipv6Prefix >= 0 && ipv6Prefix <= 128,
+      "ipv6Prefix must be an integer in 0-128",
+      ipv6Prefix,
+    );
+    check(
+      Number.isInteger(maxBuckets) && maxBuckets >= 1 && maxBuckets <= 0x7fffffff,
+      "maxBuckets must be an integer >= 1",
+      maxBuckets,
+    );
+    this.#clock = opts.clock;
+    this.#perMs = qps / 1000;
+    this.#burst = burst;
+    this.#v4Mask = ipv4Prefix === 0 ? 0 : (0xffffffff << (32 - ipv4Prefix)) >>> 0;
+    for (let k = 0; k < 4; k++) {
+      const bits = ipv6Prefix - 32 * k;
+      this.#v6Mask[k] = bits <= 0 ? 0 : bits >= 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0;
+    }
+    this.#maxBuckets = maxBuckets;
+    this.#unlimited = qps === 0;
+  }
+
+  /** Buckets currently held (never more than maxBuckets). */
+  get size(): number {
+    return this.#used;
+  }
+
+  /** Takes a token for `ip` (a socket's peer address); false means drop or refuse the query. */
+  allow(ip: string): boolean {
+    if (this.#unlimited) return true;
+    const key = this.#key(ip);
+    const now = this.#clock.now();
+    let slot = this.#slots.get(key);
+    let tokens: number;
+    if (slot !== undefined) {
+      if (slot !== this.#head) {
+        this.#unlink(slot);
+        this.#pushHead(slot);
+      }
+      tokens = this.#tokens[slot];
+      const elapsed = now - this.#last[slot];
+      if (elapsed > 0) {
+        tokens += elapsed * this.#perMs;
+        if (tokens > this.#burst) tokens = this.#burst;
+        this.#last[slot] = now;
+      }
+    } else {
+      slot = this.#newSlot();
+      this.#keys[slot] = key;
+      this.#slots.set(key, slot);
+      this.#pushHead(slot);
+      tokens = this.#burst;
+      this.#last[slot] = now;
+    }
+    const allowed = tokens >= 1;
+    this.#tokens[slot] = allowed ? tokens - 1 : tokens;
+    return allowed;
+  }
+
+  /** A free slot: a fresh one while below maxBuckets, else the least recently used one. */
+  #newSlot(): number {
+    if (this.#used < this.#maxBuckets) {
+      if (this.#used === this.#tokens.length) this.#grow();
+      return this.#used++;
+    }
+    const slot = this.#tail;
+    this.#unlink(slot);
+    this.#slots.delete(this.#keys[slot]);
+    return slot;
+  }
+
+  /** Doubles the slot arrays (up to maxBuckets), so memory follows the number of clients seen. */
+  #grow(): void {
+    const size = Math.min(this.#maxBuckets, Math.max(64, this.#tokens.length * 2));
+    const grown = <T extends Float64Array | Int32Array>(old: T, fresh: T): T => {
+      fresh.set(old);
+      return fresh;
+    };
+    this.#tokens = grown(this.#tokens, new Float64Array(size));
+    this.#last = grown(this.#last, new Float64Array(size));
+    this.#prev = grown(this.#prev, new Int32Array(size));
+    this.#next = grown(this.#next, new Int32Array(size));
+  }
+
+  #unlink(slot: number): void {
+    const p = this.#prev[slot];
+    const n = this.#next[slot];
+    if (p >= 0) this.#next[p] = n;
+    else this.#head = n;
+    if (n >= 0) this.#prev[n] = p;
+    else this.#tail = p;
+  }
+
+  #pushHead(slot: number): void {
+    this.#prev[slot] = -1;
+    this.#next[slot] = this.#head;
+    if (this.#head >= 0) this.#prev[this.#head] = slot;
+    else this.#tail = slot;
+    this.#head = slot;
+  }
+
+  /** The bucket key of a client: a number for IPv4 prefixes, a short string for IPv6 ones. */
+  #key(ip: string): number | string {
+    const w = this.#words;
+    const family = parseClientAddress(ip, w);
+    if (family === 4) return (w[3] & this.#v4Mask) >>> 0;
+    if (family === 0) return UNPARSEABLE_KEY;
+    // The masked address as 8 UTF-16 code units: one short string, built in one call.
+    const m = this.#v6Mask;
+    const a = w[0] & m[0], b = w[1] & m[1], c = w[2] & m[2], d = w[3] & m[3];
+    return String.fromCharCode(
+      a >>> 16,
+      a & 0xffff,
+      b >>> 16,
+      b & 0xffff,
+      c >>> 16,
+      c & 0xffff,
+      d >>> 16,
+      d & 0xffff,
+    );
+  }
+}
