@@ -1,10 +1,16 @@
 /**
- * Durations are written with units ("250ms", "5s", "1.5s", "2m", "1m30s") so a reader never has
- * to guess whether `5` means seconds or milliseconds.
+ * Durations are written with units ("250ms", "5s", "1.5s", "2m", "1m30s", "1d") so a reader never
+ * has to guess whether `5` means seconds or milliseconds.
  */
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
-const TERM = /([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/y;
+const UNIT_MS: Record<string, number> = {
+  ms: 1,
+  s: 1_000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+const TERM = /([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)/y;
 
 /**
  * Milliseconds for a duration string, or null when it is not one; bare numbers ("5") are null
@@ -32,8 +38,10 @@ export function isBareNumber(text: string): boolean {
   return /^[+-]?[0-9]+(\.[0-9]+)?$/.test(text.trim());
 }
 
-/** A millisecond count written back the way an operator would ("5s", "250ms", "1.5s"). */
+/** A millisecond count written back the way an operator would ("5s", "250ms", "1.5s", "1d"). */
 export function formatDuration(ms: number): string {
+  if (ms >= 86_400_000 && ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
   if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
   if (ms >= 1_000) return `${ms / 1_000}s`;
   return `${ms}ms`;

@@ -53,11 +53,12 @@ export function keyPath(parent: string, key: string | number): string {
 
 /**
  * The candidate `name` was most likely meant to be, if it is a near miss: same letters ignoring
- * case, `_` and `-` (tlsName, tls-name), a prefix either way (warn, upstream), or one edit
- * (two for words of six letters or more).
+ * case, `_`, `-` and a plural ending (tlsName, tls-name, trusted_proxy), a prefix either way
+ * (warn, upstream), or one edit (two for words of six letters or more).
  */
 export function closest(name: string, candidates: readonly string[]): string | undefined {
-  const norm = (s: string) => s.toLowerCase().replace(/[_-]/g, "");
+  // Case, "_" and "-" do not count, nor a plural ending (trusted_proxy, trusted_proxies).
+  const norm = (s: string) => s.toLowerCase().replace(/[_-]/g, "").replace(/(ies|s)$/, "");
   const n = norm(name);
   let best: string | undefined;
   let bestDistance = Infinity;

@@ -18,6 +18,19 @@ export const BASE_DIR = "/etc/dotproxy";
 export const PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\nZm9vYmFy\n" +
   "-----END CERTIFICATE-----";
 
+/** A private-key-shaped PEM block. */
+export const KEY =
+  "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----";
+
+/** A tls:// listener with cert_file and key_file, and the files it needs (see TLS_FILES). */
+export const TLS_LISTENER = `[[listeners]]\nurl = "tls://127.0.0.1:853"\n` +
+  `cert_file = "cert.pem"\nkey_file = "key.pem"\n`;
+/** The files TLS_LISTENER (and other cert_file = "cert.pem" listeners) read. */
+export const TLS_FILES: Record<string, string> = {
+  "/etc/dotproxy/cert.pem": PEM,
+  "/etc/dotproxy/key.pem": KEY,
+};
+
 /** A FileReader over a fixed map that fails like Deno does for missing files. */
 export function fakeFiles(files: Record<string, string>): FileReader & { reads: string[] } {
   const reads: string[] = [];
