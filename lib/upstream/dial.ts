@@ -1,14 +1,18 @@
 /**
- * Opening a DNS-over-TLS connection: TCP to the configured address, no-delay, then TLS verified
- * for `tlsName`. Kept apart so the connection logic can be driven with any stream in tests.
+ * Opening an upstream stream: TCP to the given address, no-delay, then (for DNS-over-TLS) TLS
+ * verified for `tlsName`. Kept apart so the connection logic can be driven with any stream in
+ * tests, and so plain TCP and DoT share one pool that differs only in its dialer.
  */
 
-/** Where and how to reach one DoT server. */
+/** Where and how to reach one stream server. */
 export interface DialTarget {
+  /** An IP literal (hostnames are resolved before dialling, see bootstrap.ts). */
   hostname: string;
   port: number;
-  tlsName: string;
-  caCerts: string[];
+  /** The name the TLS certificate must carry; unused by {@link dialTcp}. */
+  tlsName?: string;
+  /** Extra PEM trust anchors for TLS. */
+  caCerts?: string[];
 }
 
 /** A dial in progress: `abort` closes whatever socket exists and makes `done` reject. */
@@ -19,11 +23,16 @@ export interface Dial {
   abort(): void;
 }
 
-/** Opens a verified TLS connection. There is no cleartext fallback on any failure. */
+/** Opens a connection. A TLS dialer never falls back to cleartext on any failure. */
 export type Dialer = (target: DialTarget) => Dial;
 
-/** The real dialer: `Deno.connect` + `setNoDelay` + `Deno.startTls` + explicit handshake. */
-export const dialTls: Dialer = (target) => {
+/** The DoT dialer: `Deno.connect` + `setNoDelay` + `Deno.startTls` + explicit handshake. */
+export const dialTls: Dialer = (target) => dialStream(target, true);
+
+/** The plain-TCP dialer (`tcp://` upstreams, and UDP's TC=1 retries): connect + no-delay. */
+export const dialTcp: Dialer = (target) => dialStream(target, false);
+
+function dialStream(target: DialTarget, tls: boolean): Dial {
   let aborted = false;
   let stage: "connect" | "tls" = "connect";
   let socket: Deno.Conn | null = null;
@@ -39,18 +48,19 @@ export const dialTls: Dialer = (target) => {
       throw new Error("dial aborted");
     }
     tcp.setNoDelay(true);
+    if (!tls) return tcp;
     stage = "tls";
-    const tls = await Deno.startTls(tcp, {
-      hostname: target.tlsName,
-      caCerts: target.caCerts.length > 0 ? target.caCerts : undefined,
+    const conn = await Deno.startTls(tcp, {
+      hostname: target.tlsName ?? target.hostname,
+      caCerts: target.caCerts?.length ? target.caCerts : undefined,
     });
-    socket = tls;
+    socket = conn;
     if (aborted) {
-      closeQuietly(tls);
+      closeQuietly(conn);
       throw new Error("dial aborted");
     }
-    await tls.handshake();
-    return tls;
+    await conn.handshake();
+    return conn;
   })();
   done.catch(() => {}); // the owner observes failures; never an unhandled rejection
   return {
@@ -61,4 +71,4 @@ export const dialTls: Dialer = (target) => {
       closeQuietly(socket);
     },
   };
-};
+}

@@ -2,15 +2,25 @@
  * The contract between the query pipeline and whatever answers upstream. Failures come back as
  * typed values (never thrown), so one place — the pipeline — turns them into rcodes.
  */
-import type { Question } from "../dns/message.ts";
+import { decodeQuery, type Question } from "../dns/message.ts";
+import { type HopEdns, upstreamQuery } from "../dns/edns.ts";
 
 /**
  * Why an exchange failed. `timeout`: no matching reply in time; `connect`: TCP could not be
  * established; `tls`: handshake or certificate failure (never retried in cleartext); `closed`: the
  * connection went away with the query outstanding; `down`: the upstream is backing off after
- * failures and has no usable connection; `overloaded`: every connection is at its in-flight cap.
+ * failures and has no usable connection; `overloaded`: every connection is at its in-flight cap;
+ * `protocol`: the server answered, but not with a usable DNS message (DoH: an HTTP status other
+ * than 200, a wrong content type, a body that does not decode or answers another question).
  */
-export type UpstreamErrorKind = "timeout" | "connect" | "tls" | "closed" | "down" | "overloaded";
+export type UpstreamErrorKind =
+  | "timeout"
+  | "connect"
+  | "tls"
+  | "closed"
+  | "down"
+  | "overloaded"
+  | "protocol";
 
 /** A failed exchange, naming the upstream so logs and metrics can say which one. */
 export interface UpstreamError {
@@ -41,4 +51,27 @@ export interface Upstream {
 /** Shorthand for building a failed Exchange. */
 export function failure(kind: UpstreamErrorKind, upstream: string, message: string): Exchange {
   return { ok: false, error: { kind, upstream, message } };
+}
+
+/** Numbers every upstream kind reports for logs and metrics. */
+export interface UpstreamStats {
+  /** Connections (stream, or sockets for UDP) open now; DoH pools are opaque and report 0. */
+  openConnections: number;
+  /** Queries outstanding now. */
+  inFlight: number;
+  /** Connections dialled after the first, cumulative. */
+  reconnects: number;
+  /** Replies thrown away (unknown ID, wrong question or source, malformed), cumulative. */
+  discarded: number;
+}
+
+/**
+ * The query as this hop should see it: with `edns`, rewritten by `upstreamQuery` (fresh OPT, the
+ * client's hop-by-hop options dropped, padding on encrypted transports); without, unchanged.
+ * Every upstream kind calls this, so the rule lives in one place.
+ */
+export function forHop(query: Uint8Array, edns: HopEdns | undefined): Uint8Array {
+  if (!edns) return query;
+  const decoded = decodeQuery(query);
+  return decoded.ok ? upstreamQuery(query, decoded.value, edns) : query;
 }
