@@ -31,6 +31,17 @@ export interface StreamLimits {
   maxPipelined: number;
 }
 
+/**
+ * The least a session needs of the stream it speaks DNS on. A `Deno.Conn` is one; so is the
+ * node:tls adapter DNS-over-TLS uses (lib/listen/node_conn.ts), which is why this is not
+ * `Deno.Conn`. `close` may be asynchronous (a TLS close_notify to flush); the session waits.
+ */
+export interface StreamConn {
+  read(p: Uint8Array): Promise<number | null>;
+  write(p: Uint8Array): Promise<number>;
+  close(): void | Promise<void>;
+}
+
 /** What a stream listener needs besides its socket. */
 export interface StreamOptions {
   url: string;
@@ -38,8 +49,12 @@ export interface StreamOptions {
   handle: Handler;
   clock: Clock;
   limits: StreamLimits;
-  /** Turns an accepted connection into the stream to speak DNS on (e.g. a TLS handshake). */
-  prepare?: (conn: Deno.TcpConn) => Promise<Deno.Conn>;
+  /**
+   * Turns an accepted connection into the stream to speak DNS on (e.g. a TLS handshake). It runs
+   * under the read deadline: when that expires the accepted connection is closed, and `prepare`
+   * must then reject (or resolve; the stream it returns is closed at once).
+   */
+  prepare?: (conn: Deno.TcpConn) => Promise<StreamConn>;
 }
 
 /** Counters for metrics and tests. */
@@ -142,7 +157,9 @@ class StreamSession {
   #partialSince: number | null;
   #cancelTimer: () => void = () => {};
   #resume: (() => void) | null = null;
-  #stream: Deno.Conn;
+  #paused = false;
+  #stream: StreamConn;
+  #finishing: Promise<void> | null = null;
   #loop: Promise<void>;
 
   constructor(
@@ -177,14 +194,21 @@ class StreamSession {
   }
 
   async close(): Promise<void> {
-    this.#finish();
+    const finished = this.#finish();
     await this.#loop;
+    await finished;
   }
 
   async #run(): Promise<void> {
     try {
       if (this.opts.prepare) {
-        this.#stream = await this.opts.prepare(this.conn);
+        const stream = await this.opts.prepare(this.conn);
+        if (this.#closed) {
+          // The deadline fired as the handshake completed: this stream was never ours to use.
+          await closeQuietly(stream);
+          return;
+        }
+        this.#stream = stream;
         this.#partialSince = null;
       }
       this.#writer = new FramedWriter(this.#stream, () => this.#finish());
@@ -213,7 +237,9 @@ class StreamSession {
       const now = this.opts.clock.now();
       this.#lastActivity = now;
       this.#reader.push(buf.subarray(0, n));
+      let completed = false;
       for (let m = this.#reader.next(); m && !this.#readDone; m = this.#reader.next()) {
+        completed = true;
         if (m.length < 12) {
           // Not even a header: no ID to answer with, and the framing is suspect.
           log.debug("closing {client}: {n}-byte message", { client: this.client, n: m.length });
@@ -221,13 +247,25 @@ class StreamSession {
           return;
         }
         this.#dispatch(m, client);
-        // Backpressure: stop reading while this client has too many queries in flight.
-        while (this.#pending >= maxPipelined && !this.#readDone) {
-          await new Promise<void>((resolve) => (this.#resume = resolve));
+        // Backpressure: stop reading while this client has too many queries in flight. Time
+        // spent paused does not count against the client's partial message.
+        if (this.#pending >= maxPipelined) {
+          this.#paused = true;
+          while (this.#pending >= maxPipelined && !this.#readDone) {
+            await new Promise<void>((resolve) => (this.#resume = resolve));
+          }
+          this.#paused = false;
+          completed = true;
         }
       }
       const wasPartial = this.#partialSince !== null;
-      this.#partialSince = this.#reader.pendingBytes > 0 ? (this.#partialSince ?? now) : null;
+      // The deadline runs from the first byte of the message still incomplete: if a message was
+      // completed in this read, the remainder started in this read.
+      this.#partialSince = this.#reader.pendingBytes === 0
+        ? null
+        : completed || this.#partialSince === null
+        ? now
+        : this.#partialSince;
       if (!wasPartial && this.#partialSince !== null) {
         // A message has started: its deadline may come before the idle timer.
         this.#cancelTimer();
@@ -259,7 +297,9 @@ class StreamSession {
     this.#cancelTimer = clock.schedule(due - clock.now(), () => {
       if (this.#closed) return;
       const now = clock.now();
-      if (this.#partialSince !== null && now - this.#partialSince >= readTimeoutMs) {
+      if (
+        this.#partialSince !== null && !this.#paused && now - this.#partialSince >= readTimeoutMs
+      ) {
         this.stats.timedOut++;
         log.debug("closing {client}: message not completed in time", { client: this.client });
         this.#finish();
@@ -271,21 +311,24 @@ class StreamSession {
     });
   }
 
-  /** Flushes queued answers, then closes the socket (once). */
-  async #finish(): Promise<void> {
-    if (this.#closed) return;
+  /** Flushes queued answers, then closes the socket (once; later calls share the first). */
+  #finish(): Promise<void> {
+    return this.#finishing ??= this.#flushAndClose();
+  }
+
+  async #flushAndClose(): Promise<void> {
     this.#closed = true;
     this.#readDone = true;
     this.#cancelTimer();
     this.#resume?.();
     await this.#writer?.flushed();
-    closeQuietly(this.#stream);
+    await closeQuietly(this.#stream);
     this.onClose();
   }
 }
 
-function closeQuietly(c: Deno.Conn): void {
+async function closeQuietly(c: StreamConn): Promise<void> {
   try {
-    c.close();
+    await c.close();
   } catch { /* already closed */ }
 }

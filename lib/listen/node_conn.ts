@@ -1,0 +1,219 @@
+/**
+ * Server-side TLS on a socket we accepted ourselves, through node:tls.
+ *
+ * Why: connections accepted by `Deno.listenTls` never get TCP_NODELAY and `Deno.TlsConn` has no
+ * `setNoDelay`, so on a new TLS 1.3 connection the first answer waits behind the unacknowledged
+ * session tickets for the client's delayed ACK (~40 ms) and pipelined answers suffer Nagle.
+ * Deno has no server-side `startTls`; node:tls does (`new TLSSocket(socket, { isServer })`). So
+ * we accept with `Deno.listen`, set no-delay, and run node:tls over the Deno connection: this
+ * module bridges the two stream models in both directions.
+ */
+import { Buffer } from "node:buffer";
+import { Duplex } from "node:stream";
+import { type SecureContext, TLSSocket } from "node:tls";
+import type { Clock } from "../sys/clock.ts";
+import { writeAll } from "./framing.ts";
+import type { StreamConn } from "./stream.ts";
+
+const READ_CHUNK = 16 * 1024;
+/** Decrypted bytes buffered before the TLS socket is paused (backpressure to the client). */
+const MAX_BUFFERED = 64 * 1024;
+
+/**
+ * A Deno connection as a node Duplex: the transport under a node `TLSSocket`. Destroying the
+ * duplex closes the connection; ending it half-closes (after the TLS close_notify is written).
+ */
+export function duplexOf(conn: Deno.Conn): Duplex {
+  let pumping = false;
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    try {
+      conn.close();
+    } catch { /* already closed */ }
+  };
+  return new Duplex({
+    allowHalfOpen: true,
+    read() {
+      if (pumping) return;
+      pumping = true;
+      (async () => {
+        try {
+          for (;;) {
+            const buf = new Uint8Array(READ_CHUNK);
+            const n = await conn.read(buf);
+            if (n === null) {
+              this.push(null);
+              return;
+            }
+            if (!this.push(Buffer.from(buf.buffer, 0, n))) return;
+          }
+        } catch (err) {
+          if (!closed) this.destroy(err as Error);
+        } finally {
+          pumping = false;
+        }
+      })();
+    },
+    write(chunk: Uint8Array, _encoding, callback) {
+      writeAll(conn, chunk).then(() => callback(), (err) => callback(err));
+    },
+    final(callback) {
+      conn.closeWrite().then(() => callback(), (err) => callback(err));
+    },
+    destroy(err, callback) {
+      close();
+      callback(err);
+    },
+  });
+}
+
+/** The result of a server handshake: the stream to speak on and what was negotiated. */
+export interface TlsServerStream {
+  conn: NodeTlsConn;
+  /** The ALPN protocol agreed on, or null when the client offered none. */
+  alpnProtocol: string | null;
+}
+
+/**
+ * Runs the server side of a TLS handshake on an accepted connection. Rejects if the handshake
+ * fails or the connection closes first (which is how a handshake deadline takes effect: close
+ * `conn`). `lingerMs` bounds how long a graceful close may wait to deliver its close_notify.
+ */
+export function serverHandshake(
+  conn: Deno.Conn,
+  opts: { context: SecureContext; alpnProtocols: string[]; clock: Clock; lingerMs: number },
+): Promise<TlsServerStream> {
+  const socket = new TLSSocket(duplexOf(conn), {
+    isServer: true,
+    secureContext: opts.context,
+    ALPNProtocols: opts.alpnProtocols,
+  });
+  return new Promise((resolve, reject) => {
+    const fail = (err?: unknown) => {
+      socket.off("secure", done);
+      socket.destroy();
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+      reject(err ?? new Error("connection closed during the TLS handshake"));
+    };
+    const onError = (err: unknown) => fail(err);
+    const onClose = () => fail();
+    function done() {
+      socket.off("error", onError);
+      socket.off("close", onClose);
+      const alpn = socket.alpnProtocol;
+      resolve({
+        conn: new NodeTlsConn(socket, conn, opts.clock, opts.lingerMs),
+        alpnProtocol: typeof alpn === "string" ? alpn : null,
+      });
+    }
+    socket.once("secure", done);
+    socket.once("error", onError);
+    socket.once("close", onClose);
+  });
+}
+
+/**
+ * A node `TLSSocket` as the minimal connection a stream session reads and writes: `read` into
+ * the caller's buffer (null at the end of input), `write` resolving once the bytes are handed to
+ * the transport, and `close` that sends close_notify and FIN before releasing the socket.
+ */
+export class NodeTlsConn implements StreamConn {
+  #chunks: Uint8Array[] = [];
+  #buffered = 0;
+  #ended = false;
+  #error: unknown = null;
+  #wake: (() => void) | null = null;
+  #closing: Promise<void> | null = null;
+
+  constructor(
+    private readonly socket: TLSSocket,
+    private readonly transport: Deno.Conn,
+    private readonly clock: Clock,
+    private readonly lingerMs: number,
+  ) {
+    socket.on("data", (chunk: Uint8Array) => {
+      this.#chunks.push(chunk);
+      this.#buffered += chunk.length;
+      if (this.#buffered >= MAX_BUFFERED) socket.pause();
+      this.#notify();
+    });
+    socket.on("end", () => {
+      this.#ended = true;
+      this.#notify();
+    });
+    socket.on("error", (err: unknown) => {
+      this.#error ??= err;
+      this.#notify();
+    });
+    socket.on("close", () => {
+      this.#ended = true;
+      this.#notify();
+    });
+  }
+
+  /** The peer's address as seen on the TCP connection. */
+  get remoteAddr(): Deno.Addr {
+    return this.transport.remoteAddr;
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    while (this.#chunks.length === 0) {
+      if (this.#error) throw this.#error;
+      if (this.#ended) return null;
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+    let n = 0;
+    while (n < p.length && this.#chunks.length > 0) {
+      const chunk = this.#chunks[0];
+      const take = Math.min(chunk.length, p.length - n);
+      p.set(chunk.subarray(0, take), n);
+      n += take;
+      if (take === chunk.length) this.#chunks.shift();
+      else this.#chunks[0] = chunk.subarray(take);
+    }
+    this.#buffered -= n;
+    if (this.#buffered < MAX_BUFFERED && this.socket.isPaused()) this.socket.resume();
+    return n;
+  }
+
+  write(p: Uint8Array): Promise<number> {
+    if (this.socket.destroyed || this.socket.writableEnded) {
+      return Promise.reject(new Deno.errors.BrokenPipe("TLS connection is closed"));
+    }
+    return new Promise((resolve, reject) => {
+      this.socket.write(p, (err) => (err ? reject(err) : resolve(p.length)));
+    });
+  }
+
+  /**
+   * Sends close_notify and FIN, then releases the socket; gives up waiting after `lingerMs` (a
+   * peer that never reads must not hold the socket). Resolves once the connection is closed.
+   */
+  close(): Promise<void> {
+    return this.#closing ??= new Promise<void>((resolve) => {
+      const release = () => {
+        cancel();
+        this.socket.destroy();
+        try {
+          this.transport.close();
+        } catch { /* already closed */ }
+        resolve();
+      };
+      const cancel = this.clock.schedule(this.lingerMs, release);
+      if (this.socket.destroyed || this.#error) return release();
+      this.socket.once("error", release);
+      this.socket.once("close", release);
+      this.socket.end(release);
+    });
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+}

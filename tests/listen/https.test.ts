@@ -1,0 +1,550 @@
+/**
+ * The DNS-over-HTTPS listener, driven directly with a fake handler (no proxy, no upstream): GET
+ * and POST, the HTTP errors RFC 8484 implies, Cache-Control, HTTP/2, the plain-HTTP mode behind
+ * a trusted proxy, the body deadline, and certificate reload. Interop with curl, dig and kdig.
+ */
+import assert from "node:assert/strict";
+import dnsPacket from "dns-packet";
+import { cacheMaxAge, type HttpsListener, listenHttps } from "../../lib/listen/https.ts";
+import type { Handler } from "../../lib/listen/listener.ts";
+import type { Query } from "../../lib/pipeline/pipeline.ts";
+import { buildQuery, parse } from "../helpers/dns_client.ts";
+import { FakeClock } from "../helpers/fake_clock.ts";
+import { defaultAnswer, expectedAddress, readFixture } from "../helpers/fake_dot.ts";
+import { findTool, requireTool } from "../helpers/unbound.ts";
+
+const CA = await readFixture("ca.pem");
+const CERT = await readFixture("server.pem");
+const KEY = await readFixture("server-key.pem");
+const WRONG_NAME_CERT = await readFixture("wrong-name.pem");
+const WRONG_NAME_KEY = await readFixture("wrong-name-key.pem");
+const CA_PATH = new URL("../fixtures/ca.pem", import.meta.url).pathname;
+const QUERY_TIMEOUT_MS = 5_000;
+const DNS_MESSAGE = "application/dns-message";
+
+type Answerer = (q: dnsPacket.Packet) => dnsPacket.Packet | null;
+
+/** A handler answering like the fake upstream, or as `answer` says; `hold` delays answers. */
+function fakeHandler(opts: { answer?: Answerer; hold?: boolean } = {}) {
+  const queries: Query[] = [];
+  const held: (() => void)[] = [];
+  const handle: Handler = async (query) => {
+    queries.push(query);
+    const packet = parse(query.bytes);
+    if (opts.hold) await new Promise<void>((resolve) => held.push(resolve));
+    const reply = opts.answer ? opts.answer(packet) : defaultAnswer(packet);
+    return reply && { bytes: new Uint8Array(dnsPacket.encode(reply)), maxUdpSize: 65535 };
+  };
+  return { handle, queries, held };
+}
+
+interface Doh {
+  listener: HttpsListener;
+  clock: FakeClock;
+  /** The DoH URL, e.g. https://127.0.0.1:1234/dns-query. */
+  url: string;
+  /** fetch through a client trusting the test CA (closed after the test). */
+  fetch(input: string, init?: RequestInit): Promise<Response>;
+}
+
+async function withDoh(
+  handle: Handler,
+  opts: { plain?: boolean; trustedProxies?: string[]; clientHeader?: string },
+  fn: (doh: Doh) => Promise<void>,
+): Promise<void> {
+  const clock = new FakeClock();
+  const listener = listenHttps({
+    url: "https://127.0.0.1:0",
+    hostname: "127.0.0.1",
+    port: 0,
+    path: "/dns-query",
+    handle,
+    clock,
+    ...(opts.plain ? {} : { cert: CERT, key: KEY }),
+    trustedProxies: opts.trustedProxies,
+    clientHeader: opts.clientHeader,
+    queryTimeoutMs: QUERY_TIMEOUT_MS,
+  });
+  const client = Deno.createHttpClient({ caCerts: [CA] });
+  const scheme = opts.plain ? "http" : "https";
+  try {
+    await fn({
+      listener,
+      clock,
+      url: `${scheme}://127.0.0.1:${listener.addr.port}/dns-query`,
+      fetch: (input, init) => fetch(input, { ...init, client }),
+    });
+  } finally {
+    client.close();
+    await listener.close();
+  }
+}
+
+/** A query as a fetch body (buildQuery copies into a fresh, non-shared ArrayBuffer). */
+function query(...args: Parameters<typeof buildQuery>): Uint8Array<ArrayBuffer> {
+  return buildQuery(...args) as Uint8Array<ArrayBuffer>;
+}
+
+function b64url(bytes: Uint8Array): string {
+  return bytes.toBase64({ alphabet: "base64url", omitPadding: true });
+}
+
+function post(doh: Doh, body: BodyInit, type = DNS_MESSAGE): Promise<Response> {
+  return doh.fetch(doh.url, { method: "POST", headers: { "content-type": type }, body });
+}
+
+async function dnsAnswer(res: Response): Promise<dnsPacket.Packet> {
+  assert.equal(res.status, 200, await res.clone().text());
+  assert.equal(res.headers.get("content-type"), DNS_MESSAGE);
+  return parse(new Uint8Array(await res.arrayBuffer()));
+}
+
+/** Yields to the event loop (no timers of any length) until `cond` holds. */
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setTimeout(r, 0));
+  assert.ok(cond(), `timed out waiting until ${what}`);
+}
+
+Deno.test("GET ?dns= is answered as application/dns-message, keeping the client's DNS ID", async () => {
+  const h = fakeHandler();
+  await withDoh(h.handle, {}, async (doh) => {
+    for (const id of [0, 0x4242]) {
+      const res = await doh.fetch(`${doh.url}?dns=${b64url(query("get.test", "A", id))}`);
+      const answer = await dnsAnswer(res);
+      assert.equal(answer.id, id);
+      assert.equal(answer.answers?.[0].data, expectedAddress("get.test"));
+    }
+    assert.equal(h.queries[0].transport, "https");
+    assert.equal(h.queries[0].client.hostname, "127.0.0.1");
+  });
+});
+
+Deno.test("POST application/dns-message is answered", async () => {
+  await withDoh(fakeHandler().handle, {}, async (doh) => {
+    const answer = await dnsAnswer(await post(doh, query("post.test", "AAAA", 7)));
+    assert.equal(answer.id, 7);
+    assert.equal(answer.answers?.[0].data, expectedAddress("post.test", "AAAA"));
+  });
+});
+
+Deno.test("GET with base64 padding, characters outside base64url, or no dns parameter is 400", async () => {
+  const h = fakeHandler();
+  await withDoh(h.handle, {}, async (doh) => {
+    const padMe = query("pad.test"); // 26 bytes: base64 needs padding
+    const padded = padMe.toBase64({ alphabet: "base64url" });
+    assert.ok(padded.endsWith("="));
+    const standard = query("std.test", "A", 0xfbff).toBase64(); // "+" or "/" in it
+    assert.match(standard, /[+/]/);
+    for (const search of [`?dns=${padded}`, `?dns=${encodeURIComponent(standard)}`, "", "?dns="]) {
+      const res = await doh.fetch(`${doh.url}${search}`);
+      assert.equal(res.status, 400, search);
+      await res.body?.cancel();
+    }
+    assert.equal(h.queries.length, 0);
+  });
+});
+
+Deno.test("POST with another content type is 415", async () => {
+  await withDoh(fakeHandler().handle, {}, async (doh) => {
+    const res = await post(doh, query("type.test"), "application/octet-stream");
+    assert.equal(res.status, 415);
+    await res.body?.cancel();
+  });
+});
+
+Deno.test("a POST body over 65535 bytes is 413, declared or streamed", async () => {
+  const h = fakeHandler();
+  await withDoh(h.handle, {}, async (doh) => {
+    const declared = await post(doh, new Uint8Array(65536));
+    assert.equal(declared.status, 413);
+    await declared.body?.cancel();
+    const streamed = await post(
+      doh,
+      new ReadableStream({
+        start(c) {
+          for (let i = 0; i < 17; i++) c.enqueue(new Uint8Array(4096));
+          c.close();
+        },
+      }),
+    );
+    assert.equal(streamed.status, 413);
+    await streamed.body?.cancel();
+    assert.equal(h.queries.length, 0);
+  });
+});
+
+Deno.test("methods other than GET and POST are 405 with Allow", async () => {
+  await withDoh(fakeHandler().handle, {}, async (doh) => {
+    for (const method of ["PUT", "DELETE", "HEAD"]) {
+      const res = await doh.fetch(doh.url, { method });
+      assert.equal(res.status, 405, method);
+      assert.equal(res.headers.get("allow"), "GET, POST");
+      await res.body?.cancel();
+    }
+  });
+});
+
+Deno.test("a path other than the configured one is 404", async () => {
+  await withDoh(fakeHandler().handle, {}, async (doh) => {
+    const q = b64url(query("path.test"));
+    const res = await doh.fetch(doh.url.replace("/dns-query", `/resolve?dns=${q}`));
+    assert.equal(res.status, 404);
+    await res.body?.cancel();
+  });
+});
+
+Deno.test("a query the pipeline drops is 400", async () => {
+  await withDoh(fakeHandler({ answer: () => null }).handle, {}, async (doh) => {
+    const res = await post(doh, query("dropped.test"));
+    assert.equal(res.status, 400);
+    await res.body?.cancel();
+  });
+});
+
+/** An NXDOMAIN with an SOA whose TTL is `ttl` and MINIMUM is `minimum`. */
+function negative(q: dnsPacket.Packet, ttl: number, minimum: number): dnsPacket.Packet {
+  return {
+    ...defaultAnswer(q),
+    rcode: "NXDOMAIN",
+    answers: [],
+    authorities: [{
+      name: "test",
+      type: "SOA",
+      ttl,
+      data: {
+        mname: "ns.test",
+        rname: "hostmaster.test",
+        serial: 1,
+        refresh: 3600,
+        retry: 600,
+        expire: 86400,
+        minimum,
+      },
+    }],
+  } as dnsPacket.Packet;
+}
+
+Deno.test("Cache-Control max-age is the smallest answer TTL, or the SOA's for a negative answer", async () => {
+  const answer: Answerer = (q) => {
+    const name = q.questions![0].name;
+    const base = defaultAnswer(q);
+    if (name === "two.ttl.test") {
+      return {
+        ...base,
+        answers: [
+          { name, type: "A", ttl: 300, data: "192.0.2.1" },
+          { name, type: "A", ttl: 60, data: "192.0.2.2" },
+        ],
+      };
+    }
+    if (name === "nx-minimum.ttl.test") return negative(q, 3600, 900);
+    if (name === "nx-soa-ttl.ttl.test") return negative(q, 120, 900);
+    return { ...base, rcode: "SERVFAIL", answers: [] } as dnsPacket.Packet;
+  };
+  await withDoh(fakeHandler({ answer }).handle, {}, async (doh) => {
+    const expected: [string, string][] = [
+      ["two.ttl.test", "max-age=60"],
+      ["nx-minimum.ttl.test", "max-age=900"],
+      ["nx-soa-ttl.ttl.test", "max-age=120"],
+      ["servfail.ttl.test", "max-age=0"],
+    ];
+    for (const [name, cacheControl] of expected) {
+      const res = await post(doh, query(name));
+      assert.equal(res.headers.get("cache-control"), cacheControl, name);
+      await dnsAnswer(res);
+    }
+  });
+});
+
+Deno.test("cacheMaxAge treats a TTL with the top bit set as zero and garbage as uncacheable", () => {
+  const q = parse(query("big.test"));
+  const reply = {
+    ...defaultAnswer(q),
+    answers: [{ name: "big.test", type: "A", ttl: 60, data: "192.0.2.1" }],
+  };
+  const bytes = new Uint8Array(dnsPacket.encode(reply as dnsPacket.Packet));
+  assert.equal(cacheMaxAge(bytes), 60);
+  // The TTL of the only answer record sits 10 bytes before the end (4-byte address, rdlength).
+  bytes.set([0x80, 0, 0, 0], bytes.length - 10);
+  assert.equal(cacheMaxAge(bytes), 0);
+  assert.equal(cacheMaxAge(new Uint8Array([1, 2, 3])), 0);
+});
+
+Deno.test("HTTP/2 is used when the client supports it", async () => {
+  await withDoh(fakeHandler().handle, {}, async (doh) => {
+    const h2Only = Deno.createHttpClient({ caCerts: [CA], http2: true, http1: false });
+    try {
+      const q = b64url(query("h2.test"));
+      const res = await fetch(`${doh.url}?dns=${q}`, { client: h2Only });
+      assert.equal((await dnsAnswer(res)).answers?.[0].data, expectedAddress("h2.test"));
+    } finally {
+      h2Only.close();
+    }
+  });
+});
+
+Deno.test("plain HTTP behind a trusted proxy: X-Forwarded-For is believed from that proxy only", async () => {
+  const cases = [["127.0.0.1", "192.0.2.77"], ["127.0.0.0/8", "192.0.2.77"], [
+    "10.0.0.0/8",
+    "127.0.0.1",
+  ]];
+  for (const [trusted, expected] of cases) {
+    const h = fakeHandler();
+    await withDoh(h.handle, { plain: true, trustedProxies: [trusted] }, async (doh) => {
+      const res = await doh.fetch(doh.url, {
+        method: "POST",
+        headers: { "content-type": DNS_MESSAGE, "x-forwarded-for": "192.0.2.77, 10.0.0.1" },
+        body: query("xff.test"),
+      });
+      await dnsAnswer(res);
+      assert.equal(h.queries[0].client.hostname, expected, `trusted ${trusted}`);
+    });
+  }
+});
+
+Deno.test("a trusted proxy's RFC 7239 Forwarded header is read when configured", async () => {
+  const h = fakeHandler();
+  const opts = { plain: true, trustedProxies: ["::ffff:127.0.0.1"], clientHeader: "Forwarded" };
+  await withDoh(h.handle, opts, async (doh) => {
+    const res = await doh.fetch(doh.url, {
+      method: "POST",
+      headers: {
+        "content-type": DNS_MESSAGE,
+        forwarded: 'for="[2001:db8::17]:4711";proto=https, for=10.0.0.1',
+      },
+      body: query("forwarded.test"),
+    });
+    await dnsAnswer(res);
+    assert.deepEqual(h.queries[0].client, { hostname: "2001:db8::17", port: 4711 });
+  });
+});
+
+Deno.test("a trusted proxy that is neither an address nor a prefix is refused at start", () => {
+  assert.throws(
+    () =>
+      listenHttps({
+        url: "http://127.0.0.1:0",
+        hostname: "127.0.0.1",
+        port: 0,
+        path: "/dns-query",
+        handle: fakeHandler().handle,
+        clock: new FakeClock(),
+        trustedProxies: ["proxy.example"],
+        queryTimeoutMs: QUERY_TIMEOUT_MS,
+      }),
+    /trusted proxy "proxy.example"/,
+  );
+});
+
+Deno.test("a POST body that does not arrive within queryTimeoutMs is 408", async () => {
+  const h = fakeHandler();
+  await withDoh(h.handle, { plain: true }, async (doh) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: doh.listener.addr.port });
+    try {
+      const head =
+        `POST /dns-query HTTP/1.1\r\nhost: dns.test\r\ncontent-type: ${DNS_MESSAGE}\r\n` +
+        `content-length: 40\r\n\r\n`;
+      await conn.write(new TextEncoder().encode(head));
+      await conn.write(query("slow.test").subarray(0, 10));
+      await until(() => doh.clock.pending === 1, "the body deadline is scheduled");
+      doh.clock.advance(QUERY_TIMEOUT_MS);
+      const buf = new Uint8Array(1024);
+      const n = await conn.read(buf);
+      assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /^HTTP\/1\.1 408 /);
+      assert.equal(h.queries.length, 0);
+    } finally {
+      conn.close();
+    }
+  });
+});
+
+/**
+ * Whether a TLS handshake with the listener succeeds when verifying `serverName`. A connection
+ * reset is retried: right after a reload, a connection the kernel queued on the old listener
+ * (SO_REUSEPORT) is reset when that listener closes (see lib/listen/https.ts).
+ */
+async function handshakes(port: number, serverName: string): Promise<boolean> {
+  for (let attempt = 0;; attempt++) {
+    let tls: Deno.TlsConn | null = null;
+    try {
+      const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
+      tls = await Deno.startTls(tcp, { hostname: serverName, caCerts: [CA] });
+      await tls.handshake();
+      return true;
+    } catch (err) {
+      const reset = err instanceof Deno.errors.ConnectionReset ||
+        err instanceof Deno.errors.UnexpectedEof || err instanceof Deno.errors.BrokenPipe;
+      if (!reset) return false;
+      if (attempt === 3) throw err;
+    } finally {
+      tls?.close();
+    }
+  }
+}
+
+Deno.test("after reloadCertificate new connections get the new certificate; a request in flight is answered", async () => {
+  const h = fakeHandler({ hold: true });
+  await withDoh(h.handle, {}, async (doh) => {
+    const inFlight = post(doh, query("inflight.reload.test"));
+    await until(() => h.held.length === 1, "the request reached the handler");
+    doh.listener.reloadCertificate(WRONG_NAME_CERT, WRONG_NAME_KEY);
+    const port = doh.listener.addr.port;
+    assert.equal(await handshakes(port, "wrong.test"), true);
+    assert.equal(await handshakes(port, "dns.test"), false);
+    h.held.shift()!();
+    const answer = await dnsAnswer(await inFlight);
+    assert.equal(answer.answers?.[0].data, expectedAddress("inflight.reload.test"));
+  });
+});
+
+Deno.test("reloadCertificate refuses a mismatched pair, and any pair in plain-HTTP mode", async () => {
+  await withDoh(fakeHandler().handle, {}, async (doh) => {
+    assert.throws(() => doh.listener.reloadCertificate(CERT, WRONG_NAME_KEY), /does not belong/);
+    assert.equal(await handshakes(doh.listener.addr.port, "dns.test"), true);
+  });
+  await withDoh(fakeHandler().handle, { plain: true }, (doh) => {
+    assert.throws(() => doh.listener.reloadCertificate(CERT, KEY), /plain HTTP/);
+    return Promise.resolve();
+  });
+});
+
+Deno.test("close() answers requests still waiting for the pipeline with 503", async () => {
+  const h = fakeHandler({ hold: true });
+  let pending: Promise<Response[]> | null = null;
+  await withDoh(h.handle, {}, async (doh) => {
+    pending = Promise.all([post(doh, query("a.close.test")), post(doh, query("b.close.test"))]);
+    await until(() => h.held.length === 2, "both requests reached the handler");
+    doh.listener.stopAccepting();
+    await doh.listener.close();
+    for (const res of await pending) {
+      assert.equal(res.status, 503);
+      await res.body?.cancel();
+    }
+  });
+});
+
+const CURL = await findTool("curl");
+const DIG = await findTool("dig");
+const KDIG = await findTool("kdig");
+
+async function run(bin: string, args: string[], stdin?: Uint8Array): Promise<Uint8Array> {
+  const child = new Deno.Command(bin, {
+    args,
+    stdin: stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin) {
+    const w = child.stdin.getWriter();
+    await w.write(stdin);
+    await w.close();
+  }
+  const out = await child.output();
+  assert.ok(out.success, `${bin} failed: ${new TextDecoder().decode(out.stderr)}`);
+  return out.stdout;
+}
+
+Deno.test({
+  name: "curl GET and POST over HTTP/2 and HTTP/1.1 get answers from the DoH listener",
+  ignore: !CURL && Deno.env.get("CI") !== "true",
+  async fn() {
+    assert.ok(await requireTool("curl"));
+    await withDoh(fakeHandler().handle, {}, async (doh) => {
+      const port = doh.listener.addr.port;
+      const base = [
+        "--silent",
+        "--show-error",
+        "--fail",
+        "--max-time",
+        "10",
+        "--cacert",
+        CA_PATH,
+        "--resolve",
+        `dns.test:${port}:127.0.0.1`,
+      ];
+      const url = `https://dns.test:${port}/dns-query`;
+      for (const version of ["--http2", "--http1.1"]) {
+        const get = await run(CURL!, [
+          ...base,
+          version,
+          "--write-out",
+          "%{stderr}%{http_version}",
+          `${url}?dns=${b64url(query("curl-get.test", "A", 0))}`,
+        ]);
+        assert.equal(parse(get).answers?.[0].data, expectedAddress("curl-get.test"));
+        const posted = await run(CURL!, [
+          ...base,
+          version,
+          "--header",
+          `content-type: ${DNS_MESSAGE}`,
+          "--data-binary",
+          "@-",
+          url,
+        ], query("curl-post.test", "AAAA", 9));
+        assert.equal(parse(posted).id, 9);
+        assert.equal(parse(posted).answers?.[0].data, expectedAddress("curl-post.test", "AAAA"));
+      }
+      const version = await run(CURL!, [
+        ...base,
+        "--http2",
+        "--output",
+        "/dev/null",
+        "--write-out",
+        "%{http_version}",
+        `${url}?dns=${b64url(query("curl-version.test"))}`,
+      ]);
+      assert.equal(new TextDecoder().decode(version), "2");
+    });
+  },
+});
+
+Deno.test({
+  name: "dig +https gets answers from the DoH listener, verifying its certificate",
+  ignore: !DIG && Deno.env.get("CI") !== "true",
+  async fn() {
+    assert.ok(await requireTool("dig"));
+    await withDoh(fakeHandler().handle, {}, async (doh) => {
+      const out = await run(DIG!, [
+        "@127.0.0.1",
+        "-p",
+        String(doh.listener.addr.port),
+        "+https=/dns-query",
+        `+tls-ca=${CA_PATH}`,
+        "+tls-hostname=dns.test",
+        "+time=5",
+        "+tries=1",
+        "+short",
+        "dig.doh.test",
+        "A",
+      ]);
+      assert.equal(new TextDecoder().decode(out).trim(), expectedAddress("dig.doh.test"));
+    });
+  },
+});
+
+Deno.test({
+  name: "kdig +https gets answers from the DoH listener, verifying its certificate",
+  ignore: !KDIG && Deno.env.get("CI") !== "true",
+  async fn() {
+    assert.ok(await requireTool("kdig"));
+    await withDoh(fakeHandler().handle, {}, async (doh) => {
+      const out = await run(KDIG!, [
+        "@127.0.0.1",
+        "-p",
+        String(doh.listener.addr.port),
+        "+https=/dns-query",
+        `+tls-ca=${CA_PATH}`,
+        "+tls-hostname=dns.test",
+        "+time=5",
+        "+retry=0",
+        "+short",
+        "kdig.doh.test",
+        "AAAA",
+      ]);
+      assert.equal(
+        new TextDecoder().decode(out).trim(),
+        expectedAddress("kdig.doh.test", "AAAA"),
+      );
+    });
+  },
+});
