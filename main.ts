@@ -5,8 +5,11 @@
  */
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
-import { formatConfigError, isConfigError, loadConfig } from "./lib/config/load.ts";
-import { LOG_LEVELS } from "./lib/config/schema.ts";
+import { probe } from "./lib/admin/probe.ts";
+import { configWarnings, formatConfigError, isConfigError, loadConfig } from "./lib/config/load.ts";
+import { type Config, LOG_LEVELS } from "./lib/config/schema.ts";
+import { openQueryLog, QueryLogError } from "./lib/metrics/log_sinks.ts";
+import type { QueryLog } from "./lib/metrics/query_log.ts";
 import { BindError, startServer } from "./lib/server.ts";
 import { systemClock } from "./lib/sys/clock.ts";
 import { errText } from "./lib/sys/errors.ts";
@@ -35,6 +38,7 @@ async function main(args: string[]): Promise<number> {
         config: { type: "string", short: "c", default: "config.toml" },
         check: { type: "boolean", default: false },
         "log-level": { type: "string" },
+        probe: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "V", default: false },
       },
@@ -53,6 +57,9 @@ async function main(args: string[]): Promise<number> {
     console.log(`dotproxy ${denoJson.version} (deno ${Deno.version.deno})`);
     return 0;
   }
+  if (flags.probe !== undefined) {
+    return await probe(flags.probe, { report: (line) => console.error(line) });
+  }
   const level = flags["log-level"];
   if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) {
     console.error(
@@ -66,20 +73,34 @@ async function main(args: string[]): Promise<number> {
     console.error(`dotproxy: ${formatConfigError(config)}`);
     return 2;
   }
+  const warnings = configWarnings(config);
   if (flags.check) {
+    for (const w of warnings) console.error(`warning: ${w}`);
     console.log(`${flags.config}: configuration is valid`);
     return 0;
   }
-  if (level) config.log.level = level as typeof config.log.level;
+  const applyLevel = (c: Config) => {
+    if (level) c.log.level = level as Config["log"]["level"];
+  };
+  applyLevel(config);
   await setupLogging(config.log.level, config.log.format);
   const log = logger("main");
+  for (const w of warnings) log.warn("{warning}", { warning: w });
 
+  let queryLog: QueryLog | null = null;
   let server;
   try {
-    server = startServer(config, { clock: systemClock, random: cryptoRandom() });
+    queryLog = await openConfiguredQueryLog(config);
+    server = startServer(config, {
+      clock: systemClock,
+      random: cryptoRandom(),
+      queryLog,
+      version: denoJson.version,
+    });
   } catch (err) {
-    if (!(err instanceof BindError)) throw err;
+    if (!(err instanceof BindError || err instanceof QueryLogError)) throw err;
     log.error("{message}", { message: err.message });
+    await queryLog?.close();
     await teardownLogging();
     console.error(`dotproxy: ${err.message}`);
     return 1;
@@ -88,6 +109,32 @@ async function main(args: string[]): Promise<number> {
     version: denoJson.version,
     upstreams: config.upstreams.length,
   });
+
+  // SIGHUP: re-read the config; an invalid one is logged and the running one stays.
+  const reload = async () => {
+    const next = await loadConfig(flags.config);
+    if (isConfigError(next)) {
+      log.error("reload rejected, keeping the running configuration: {reason}", {
+        reason: formatConfigError(next),
+      });
+      return;
+    }
+    applyLevel(next);
+    await setupLogging(next.log.level, next.log.format);
+    for (const w of configWarnings(next)) log.warn("{warning}", { warning: w });
+    const skipped = await server.reload(next);
+    log.info("configuration reloaded{note}", {
+      note: skipped.length ? `; restart to apply: ${skipped.join(", ")}` : "",
+    });
+  };
+  let reloading = Promise.resolve();
+  try {
+    Deno.addSignalListener("SIGHUP", () => {
+      reloading = reloading.then(reload).catch((err) =>
+        log.error("reload failed: {err}", { err: errText(err) })
+      );
+    });
+  } catch { /* no SIGHUP on Windows */ }
 
   const stopped = new Promise<string>((resolve) => {
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -98,10 +145,24 @@ async function main(args: string[]): Promise<number> {
   });
   const signal = await stopped;
   log.info("{signal} received, shutting down", { signal });
+  await reloading;
   await server.stop();
+  await queryLog?.close();
   log.info("stopped");
   await teardownLogging();
   return 0;
+}
+
+/** The query log the config asks for, or null when it is off. */
+function openConfiguredQueryLog(config: Config): Promise<QueryLog> | null {
+  const q = config.queryLog;
+  if (!q.enabled) return null;
+  const sink = q.sink === "file"
+    ? { kind: "file" as const, path: q.path! }
+    : q.sink === "syslog"
+    ? { kind: "syslog" as const, ...q.syslog! }
+    : { kind: "stdout" as const };
+  return openQueryLog({ sink, format: q.format, wallClock: Date.now, clock: systemClock });
 }
 
 if (import.meta.main) {

@@ -1,33 +1,61 @@
 /**
- * Assembles a running proxy from a validated Config: upstream group → pipeline → listeners. It is
- * the only place that knows how the parts fit; main.ts only handles the command line and signals.
+ * Assembles a running proxy from a validated Config: upstreams → group → cache → pipeline →
+ * listeners, plus metrics and the admin listener. It is the only place that knows how the parts
+ * fit; main.ts only handles the command line, signals and reload.
  */
-import type { Config } from "./config/schema.ts";
+import { ResponseCache } from "./cache/cache.ts";
+import type { Config, ListenerConfig } from "./config/schema.ts";
+import { type AdminServer, startAdmin } from "./admin/server.ts";
+import { listenHttps } from "./listen/https.ts";
 import type { Listener } from "./listen/listener.ts";
+import type { StreamLimits } from "./listen/stream.ts";
 import { listenTcp } from "./listen/tcp.ts";
+import { listenTls } from "./listen/tls.ts";
 import { listenUdp } from "./listen/udp.ts";
-import { Pipeline } from "./pipeline/pipeline.ts";
+import { Metrics } from "./metrics/metrics.ts";
+import type { QueryLog } from "./metrics/query_log.ts";
+import {
+  type ListenerPolicy,
+  Pipeline,
+  type PipelineOptions,
+  type Query,
+} from "./pipeline/pipeline.ts";
+import { Acl, formatCidr } from "./policy/acl.ts";
+import { RateLimiter } from "./policy/rate_limit.ts";
 import type { Clock } from "./sys/clock.ts";
 import { errText } from "./sys/errors.ts";
 import { logger } from "./sys/log.ts";
 import type { Random } from "./sys/random.ts";
-import { DotUpstream } from "./upstream/dot_upstream.ts";
-import { UpstreamGroup } from "./upstream/group.ts";
+import { Bootstrap } from "./upstream/bootstrap.ts";
+import { createUpstream, type ManagedUpstream } from "./upstream/create.ts";
 import type { Dialer } from "./upstream/dial.ts";
+import { UpstreamGroup } from "./upstream/group.ts";
 
-/** The injected clock and randomness, plus an optional dialer for tests. */
+/** The injected clock and randomness, plus optional collaborators main or tests provide. */
 export interface ServerDeps {
   clock: Clock;
   random: Random;
   dial?: Dialer;
+  queryLog?: QueryLog | null;
+  version?: string;
 }
 
 /** A running proxy. */
 export interface Server {
-  /** Bound addresses, in the order of `config.listeners`. */
+  /** Bound DNS listeners, in the order of `config.listeners`. */
   readonly listeners: readonly Listener[];
   readonly pipeline: Pipeline;
-  readonly upstreams: readonly DotUpstream[];
+  /** The current upstreams (replaced by `reload`). */
+  readonly upstreams: readonly ManagedUpstream[];
+  readonly cache: ResponseCache | null;
+  readonly metrics: Metrics;
+  readonly admin: AdminServer | null;
+  /**
+   * Applies a new configuration without dropping listeners or the cache: upstreams, ACL, rate
+   * limits, limits, policy, log settings and certificates. Listener addresses, the admin
+   * address, the query log and cache sizing need a restart; returns what was not applied.
+   */
+  reload(next: Config): Promise<string[]>;
   /** Stop accepting, answer in-flight queries (up to the grace period), close everything. */
   stop(): Promise<void>;
 }
@@ -41,64 +69,235 @@ export class BindError extends Error {
 
 const log = logger("server");
 
-/** Builds and starts everything; throws BindError (after closing what was opened) if a bind fails. */
-export function startServer(config: Config, deps: ServerDeps): Server {
-  const { clock, random } = deps;
-  const f = config.forwarding;
-  const upstreams = config.upstreams.map((u) =>
-    new DotUpstream({
-      name: u.url,
-      target: { hostname: u.hostname, port: u.port, tlsName: u.tlsName, caCerts: u.caCerts },
-      clock,
-      random,
-      connectTimeoutMs: f.connectTimeoutMs,
-      idleTimeoutMs: f.idleTimeoutMs,
-      maxConnections: f.connectionsPerUpstream,
-      maxInFlightPerConnection: f.maxInFlightPerConnection,
-      failureBackoffMs: f.failureBackoffMs,
-      maxFailureBackoffMs: f.maxFailureBackoffMs,
-      probeTimeoutMs: f.attemptTimeoutMs,
-      dial: deps.dial,
-    })
-  );
-  const group = new UpstreamGroup(upstreams, { clock, attemptTimeoutMs: f.attemptTimeoutMs });
-  const pipeline = new Pipeline({
-    upstream: group,
+/** The parts of the pipeline a reload replaces. */
+function pipelineOptions(
+  config: Config,
+  upstream: UpstreamGroup,
+  clock: Clock,
+  cache: ResponseCache | null,
+  metrics: Metrics,
+  queryLog: QueryLog | null,
+): PipelineOptions {
+  const rl = config.rateLimit;
+  return {
+    upstream,
     clock,
     queryTimeoutMs: config.server.queryTimeoutMs,
     udpMaxSize: config.server.udpMaxSize,
     maxInFlight: config.limits.maxInFlight,
     overload: config.limits.overload,
+    cache,
+    serveStale: config.cache.serveStale ? { answerAfterMs: config.cache.staleAnswerAfterMs } : null,
+    prefetch: config.cache.prefetch,
+    rateLimit: rl.qps > 0
+      ? {
+        limiter: new RateLimiter({
+          clock,
+          qps: rl.qps,
+          burst: rl.burst,
+          ipv4Prefix: rl.ipv4Prefix,
+          ipv6Prefix: rl.ipv6Prefix,
+          maxBuckets: rl.maxBuckets,
+        }),
+        action: rl.action,
+      }
+      : null,
+    anyQueries: config.policy.anyQueries,
+    metrics,
+    queryLog,
+  };
+}
+
+/** The upstream side built from one config: what a reload replaces as a whole. */
+interface Upstreams {
+  members: ManagedUpstream[];
+  group: UpstreamGroup;
+  bootstrap: Bootstrap | undefined;
+  close(): Promise<void>;
+}
+
+function buildUpstreams(config: Config, deps: ServerDeps, metrics: Metrics): Upstreams {
+  const { clock, random } = deps;
+  const f = config.forwarding;
+  const bootstrap = f.bootstrap.length > 0
+    ? new Bootstrap({ servers: f.bootstrap, clock, random, timeoutMs: f.connectTimeoutMs })
+    : undefined;
+  const members = config.upstreams.map((u) =>
+    createUpstream(u, { ...f, clock, random, resolver: bootstrap, dial: deps.dial })
+  );
+  const group = new UpstreamGroup(members, {
+    clock,
+    random,
+    attemptTimeoutMs: f.attemptTimeoutMs,
+    strategy: f.strategy,
+    onResult: (name, kind, ms) => metrics.upstreamResult(name, kind, ms / 1000),
   });
-  const streamLimits = {
+  return {
+    members,
+    group,
+    bootstrap,
+    async close() {
+      await group.close();
+      await bootstrap?.close();
+    },
+  };
+}
+
+function listenerPolicy(config: Config, l: ListenerConfig): ListenerPolicy {
+  const access = l.access ?? config.access;
+  return { acl: new Acl(access.allow, access.deny), aclAction: access.action };
+}
+
+function streamLimits(config: Config): StreamLimits {
+  return {
     idleTimeoutMs: config.server.tcpIdleTimeoutMs,
     readTimeoutMs: config.limits.tcpReadTimeoutMs,
     maxConnections: config.limits.tcpMaxConnections,
     maxConnectionsPerClient: config.limits.tcpMaxConnectionsPerClient,
     maxPipelined: config.limits.tcpMaxPipelined,
   };
-  const handle = (q: Parameters<Pipeline["handle"]>[0]) => pipeline.handle(q);
+}
 
-  const listeners: Listener[] = [];
+type Bound = Listener & { reloadCertificate?: (cert: string, key: string) => void };
+
+function bind(
+  l: ListenerConfig,
+  config: Config,
+  clock: Clock,
+  handle: (q: Query) => ReturnType<Pipeline["handle"]>,
+): Bound {
+  const common = { url: l.url, hostname: l.hostname, port: l.port, handle };
+  switch (l.protocol) {
+    case "udp":
+      return listenUdp(common);
+    case "tcp":
+      return listenTcp({ ...common, clock, limits: streamLimits(config) });
+    case "tls":
+      return listenTls({
+        ...common,
+        clock,
+        limits: streamLimits(config),
+        cert: l.cert!,
+        key: l.key!,
+      });
+    case "https":
+    case "http":
+      return listenHttps({
+        ...common,
+        path: l.path ?? "/dns-query",
+        clock,
+        cert: l.protocol === "https" ? l.cert : undefined,
+        key: l.protocol === "https" ? l.key : undefined,
+        trustedProxies: (l.trustedProxies ?? []).map(formatCidr),
+        clientHeader: l.clientHeader,
+        queryTimeoutMs: config.server.queryTimeoutMs,
+      });
+  }
+}
+
+/** Builds and starts everything; throws BindError (after closing what was opened) if a bind fails. */
+export function startServer(config: Config, deps: ServerDeps): Server {
+  const { clock } = deps;
+  const queryLog = deps.queryLog ?? null;
+  const metrics = new Metrics({
+    version: deps.version,
+    upstreams: config.upstreams.map((u) => u.url),
+    protocols: [
+      ...new Set(config.listeners.map((l) => (l.protocol === "http" ? "https" : l.protocol))),
+    ],
+  });
+  let upstreams = buildUpstreams(config, deps, metrics);
+  const c = config.cache;
+  const cache = c.enabled && c.maxEntries > 0
+    ? new ResponseCache({
+      clock,
+      maxEntries: c.maxEntries,
+      maxBytes: c.maxBytes,
+      minTtl: c.minTtl,
+      maxTtl: c.maxTtl,
+      maxNegativeTtl: c.maxNegativeTtl,
+      servfailTtl: c.servfailTtl,
+      staleMaxAge: c.serveStale ? c.staleMaxAge : 0,
+    })
+    : null;
+
+  const pipeline = new Pipeline(
+    pipelineOptions(config, upstreams.group, clock, cache, metrics, queryLog),
+  );
+  let stopping: Promise<void> | null = null;
+  metrics.setSources({
+    inFlight: () => pipeline.inFlight,
+    shed: () => pipeline.shed,
+    cache: cache ? () => cache.stats() : undefined,
+    upstreams: () =>
+      upstreams.members.map((u) => ({ name: u.name, ...u.stats(), up: u.health.available() })),
+    queryLogDropped: queryLog ? () => queryLog.dropped : undefined,
+  });
+
+  const listeners: Bound[] = [];
+  const policies: ListenerPolicy[] = [];
+  let admin: AdminServer | null = null;
   try {
     for (const l of config.listeners) {
-      const common = { url: l.url, hostname: l.hostname, port: l.port, handle };
-      listeners.push(
-        l.protocol === "udp"
-          ? listenUdp(common)
-          : listenTcp({ ...common, clock, limits: streamLimits }),
-      );
-      log.info("listening on {url}", { url: describe(listeners[listeners.length - 1]) });
+      const i = policies.push(listenerPolicy(config, l)) - 1;
+      const bound = bind(l, config, clock, (q) => pipeline.handle(q, policies[i]));
+      listeners.push(bound);
+      log.info("listening on {url}", { url: describe(bound) });
+    }
+    if (config.admin) {
+      admin = startAdmin({
+        hostname: config.admin.hostname,
+        port: config.admin.port,
+        metrics,
+        ready: () =>
+          stopping
+            ? { ready: false, reason: "shutting down" }
+            : upstreams.members.some((m) => m.health.available())
+            ? { ready: true }
+            : { ready: false, reason: "no upstream is healthy" },
+      });
+      log.info("admin listening on http://{address}", { address: hostPort(admin.addr) });
     }
   } catch (err) {
     for (const l of listeners) l.close();
-    group.close();
-    const url = config.listeners[listeners.length].url;
-    const inUse = err instanceof Deno.errors.AddrInUse;
+    upstreams.close();
+    const url = listeners.length < config.listeners.length
+      ? config.listeners[listeners.length].url
+      : `admin ${config.admin?.hostname}:${config.admin?.port}`;
+    const inUse = err instanceof Deno.errors.AddrInUse ||
+      (err instanceof Error && "inUse" in err && err.inUse === true);
     throw new BindError(url, inUse ? "address already in use" : errText(err), inUse);
   }
 
-  let stopping: Promise<void> | null = null;
+  const reload = async (next: Config): Promise<string[]> => {
+    const skipped: string[] = [];
+    const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+    const addresses = (cfg: Config) =>
+      cfg.listeners.map((l) => `${l.protocol} ${l.hostname} ${l.port} ${l.path ?? ""}`);
+    if (!same(addresses(config), addresses(next))) skipped.push("listeners (addresses)");
+    if (!same(config.admin, next.admin)) skipped.push("admin");
+    if (!same(config.queryLog, next.queryLog)) skipped.push("query_log");
+    if (!same(config.cache, next.cache)) skipped.push("cache");
+    // New upstreams first, then swap, then close the old ones (their in-flight queries finish).
+    const old = upstreams;
+    upstreams = buildUpstreams(next, deps, metrics);
+    pipeline.reconfigure(pipelineOptions(next, upstreams.group, clock, cache, metrics, queryLog));
+    next.listeners.forEach((l, i) => {
+      if (i >= listeners.length) return;
+      policies[i] = listenerPolicy(next, l);
+      if (l.cert && l.key && listeners[i].reloadCertificate) {
+        try {
+          listeners[i].reloadCertificate!(l.cert, l.key);
+        } catch (err) {
+          skipped.push(`${l.url} certificate (${errText(err)})`);
+        }
+      }
+    });
+    config = next;
+    await old.close();
+    return skipped;
+  };
+
   const stop = () =>
     stopping ??= (async () => {
       for (const l of listeners) l.stopAccepting();
@@ -119,14 +318,30 @@ export function startServer(config: Config, deps: ServerDeps): Server {
           n: pipeline.inFlight,
         });
       }
-      await group.close();
+      await upstreams.close();
       await Promise.all(listeners.map((l) => l.close()));
+      await admin?.close();
     })();
-  return { listeners, pipeline, upstreams, stop };
+  return {
+    listeners,
+    pipeline,
+    get upstreams() {
+      return upstreams.members;
+    },
+    cache,
+    metrics,
+    admin,
+    reload,
+    stop,
+  };
+}
+
+function hostPort(addr: Deno.NetAddr): string {
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  return `${host}:${addr.port}`;
 }
 
 function describe(l: Listener): string {
   const scheme = l.url.slice(0, l.url.indexOf(":"));
-  const host = l.addr.hostname.includes(":") ? `[${l.addr.hostname}]` : l.addr.hostname;
-  return `${scheme}://${host}:${l.addr.port}`;
+  return `${scheme}://${hostPort(l.addr)}`;
 }

@@ -249,3 +249,171 @@ export function questionMatches(a: Question | null, b: Question | null): boolean
   if (a === null || b === null) return a === b;
   return a.qtype === b.qtype && a.qclass === b.qclass && namesEqual(a.name, b.name);
 }
+
+/**
+ * Where compressible names sit in the rdata of the types RFC 1035/3597 allow compression in (and
+ * the few later types that copied it): byte offsets of fixed fields to skip before each name, so
+ * pointers in them can be moved when bytes before their targets are cut out.
+ */
+const RDATA_NAME_LAYOUT: ReadonlyMap<number, readonly number[]> = new Map([
+  [RRType.NS, [0]],
+  [3, [0]], // MD
+  [4, [0]], // MF
+  [RRType.CNAME, [0]],
+  [RRType.SOA, [0, 0]],
+  [7, [0]], // MB
+  [8, [0]], // MG
+  [9, [0]], // MR
+  [RRType.PTR, [0]],
+  [14, [0, 0]], // MINFO
+  [RRType.MX, [2]],
+  [17, [0, 0]], // RP
+  [18, [2]], // AFSDB
+  [21, [2]], // RT
+  [26, [2, 0]], // PX
+  [RRType.SRV, [6]],
+  [36, [2]], // KX
+  [39, [0]], // DNAME
+]);
+
+/**
+ * Walks the name at `p` in `buf` (not past `limit`) and rewrites each compression pointer whose
+ * target lies at or after `cutEnd` to point `cutLen` bytes earlier. Returns the offset after the
+ * name, or -1 if the name is malformed or points into the removed range [cutEnd - cutLen, cutEnd).
+ */
+function shiftNamePointers(
+  buf: Uint8Array,
+  p: number,
+  limit: number,
+  cutEnd: number,
+  cutLen: number,
+): number {
+  for (let labels = 0; p < limit && labels < 128; labels++) {
+    const b = buf[p];
+    if (b === 0) return p + 1;
+    if (b < 0x40) {
+      p += 1 + b;
+      continue;
+    }
+    if (b < 0xc0 || p + 2 > limit) return -1;
+    const target = ((b & 0x3f) << 8) | buf[p + 1];
+    if (target >= cutEnd) putU16(buf, p, 0xc000 | (target - cutLen));
+    else if (target >= cutEnd - cutLen) return -1;
+    return p + 2;
+  }
+  return -1;
+}
+
+/**
+ * The reply minus its OPT RR (OPT is hop-by-hop, RFC 6891 §6.1.1: a cache must not replay the
+ * upstream's), cut out by byte slicing and ARCOUNT decremented; always a fresh compact copy, so it
+ * can outlive the (possibly large) receive buffer. `ttlOffsets` are the TTL positions of every
+ * record in the new bytes. Records after the OPT move up: their offsets shift, and compression
+ * pointers between them (owner names, and rdata names of the RFC 1035-style types) are rewritten.
+ * Returns null when that cannot be done safely (a pointer into the OPT, a malformed name).
+ */
+export function withoutOpt(
+  reply: Uint8Array,
+  msg: Message,
+): { bytes: Uint8Array; ttlOffsets: number[] } | null {
+  const { edns, records } = msg;
+  const ttlOffsets = new Array<number>(records.length);
+  if (!edns) {
+    for (let i = 0; i < records.length; i++) ttlOffsets[i] = records[i].ttlOffset;
+    return { bytes: reply.slice(0, msg.end), ttlOffsets };
+  }
+  const cutLen = edns.end - edns.start;
+  const bytes = new Uint8Array(msg.end - cutLen);
+  bytes.set(reply.subarray(0, edns.start));
+  bytes.set(reply.subarray(edns.end, msg.end), edns.start);
+  putU16(bytes, 10, msg.header.arcount - 1);
+  let ownerStart = edns.start; // where the next moved record begins, in the new bytes
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i];
+    if (r.ttlOffset < edns.start) {
+      ttlOffsets[i] = r.ttlOffset;
+      continue;
+    }
+    const ttl = r.ttlOffset - cutLen;
+    const rdata = r.rdataOffset - cutLen;
+    const rdataEnd = rdata + r.rdataLength;
+    ttlOffsets[i] = ttl;
+    // Owner name ends where type + class (4 bytes) before the TTL begin.
+    if (shiftNamePointers(bytes, ownerStart, ttl - 4, edns.end, cutLen) !== ttl - 4) return null;
+    const layout = RDATA_NAME_LAYOUT.get(r.type);
+    if (layout) {
+      let p = rdata;
+      for (const skip of layout) {
+        p = shiftNamePointers(bytes, p + skip, rdataEnd, edns.end, cutLen);
+        if (p < 0) return null;
+      }
+    }
+    ownerStart = rdataEnd;
+  }
+  return { bytes, ttlOffsets };
+}
+
+/**
+ * Appends an OPT RR and increments ARCOUNT, for answers that did not get their OPT from upstream
+ * (cache hits, or replies whose upstream OPT was dropped): EDNS is per hop, so the proxy states
+ * its own UDP size, echoes DO and puts rcode bits above 15 in the extended rcode. `msg` must not
+ * already carry an OPT. Returns a new buffer. Throws RangeError on a message without a header, an
+ * ARCOUNT already at 65535, or an out-of-range size, rcode or option.
+ */
+export function appendOpt(
+  msg: Uint8Array,
+  opt: { udpSize: number; dnssecOk: boolean; extendedRcode?: number; options?: EdnsOption[] },
+): Uint8Array {
+  if (msg.length < HEADER_SIZE) throw new RangeError("message too short to hold a header");
+  const arcount = (msg[10] << 8) | msg[11];
+  if (arcount === 0xffff) throw new RangeError("ARCOUNT is already 65535");
+  checkU16(opt.udpSize, "udpSize");
+  const extendedRcode = opt.extendedRcode ?? 0;
+  if (!Number.isInteger(extendedRcode) || extendedRcode < 0 || extendedRcode > 0xff) {
+    throw new RangeError(`extendedRcode must be an integer in [0, 255], got ${extendedRcode}`);
+  }
+  const options = opt.options ?? [];
+  for (const o of options) {
+    checkU16(o.code, "option code");
+    checkU16(o.data.length, "option length");
+  }
+  const size = optSize(options);
+  checkU16(size - OPT_FIXED_SIZE, "OPT rdata length");
+  const out = new Uint8Array(msg.length + size);
+  out.set(msg);
+  putU16(out, 10, arcount + 1);
+  writeOpt(out, msg.length, opt.udpSize, extendedRcode, opt.dnssecOk, options);
+  return out;
+}
+
+/** RRtype HINFO (RFC 1035), used by RFC 8482's minimal answer to ANY. */
+const TYPE_HINFO = 13;
+/** TTL of the synthesized HINFO; RFC 8482 leaves it to the responder. */
+const ANY_ANSWER_TTL = 3600;
+const RFC8482_CPU = new TextEncoder().encode("RFC8482");
+
+/**
+ * RFC 8482's minimal answer to an ANY query: one synthesized HINFO ("RFC8482", "") at the query
+ * name, so ANY cannot be used to pull large answers (amplification) through the proxy. No OPT:
+ * the caller adds its own per hop. Returns null for a query without a question.
+ */
+export function minimalAnyReply(query: Message): Uint8Array | null {
+  const q = query.question;
+  if (!q) return null;
+  const rdata = 1 + RFC8482_CPU.length + 1;
+  const out = new Uint8Array(HEADER_SIZE + q.name.length + 4 + 2 + 10 + rdata);
+  const flags = Flag.QR | (query.header.flags & (OPCODE_MASK | Flag.RD | Flag.CD)) | Flag.RA;
+  writeHeader(out, query.header.id, flags, 1, 1, 0, 0);
+  let p = writeQuestion(out, HEADER_SIZE, q.name, q.qtype, q.qclass);
+  putU16(out, p, 0xc000 | HEADER_SIZE); // owner: a pointer to the question name
+  putU16(out, p + 2, TYPE_HINFO);
+  putU16(out, p + 4, q.qclass);
+  putU16(out, p + 6, ANY_ANSWER_TTL >>> 16);
+  putU16(out, p + 8, ANY_ANSWER_TTL & 0xffff);
+  putU16(out, p + 10, rdata);
+  p += 12;
+  out[p] = RFC8482_CPU.length;
+  out.set(RFC8482_CPU, p + 1);
+  out[p + 1 + RFC8482_CPU.length] = 0; // OS: the empty string
+  return out;
+}

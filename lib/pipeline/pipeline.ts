@@ -1,18 +1,43 @@
 /**
  * The one core every listener feeds: bytes from a client in, bytes to send back (or nothing) out.
- * Listeners own framing and transport limits; everything about DNS semantics happens here, and
- * this is the single place where decode and upstream failures become rcodes.
+ * Listeners own framing and transport limits; everything about DNS semantics happens here —
+ * access control, rate limiting, policy, load shedding, the cache, EDNS per hop — and this is the
+ * single place where decode and upstream failures become rcodes.
  */
-import { decodeHeader, decodeQuery, Flag, Opcode, opcodeOf, Rcode } from "../dns/message.ts";
-import type { Message } from "../dns/message.ts";
-import { errorReply, formErrFromHeader, restoreQuestionCase, setId } from "../dns/reply.ts";
+import { cacheKey } from "../cache/key.ts";
+import type { ResponseCache } from "../cache/cache.ts";
+import { Coalescer } from "../cache/coalesce.ts";
+import { clientAnswer } from "../dns/edns.ts";
+import {
+  decodeHeader,
+  decodeMessage,
+  decodeQuery,
+  Flag,
+  type Message,
+  Opcode,
+  opcodeOf,
+  Rcode,
+  RRType,
+} from "../dns/message.ts";
+import {
+  appendOpt,
+  errorReply,
+  formErrFromHeader,
+  minimalAnyReply,
+  restoreQuestionCase,
+  setId,
+} from "../dns/reply.ts";
 import { nameToString } from "../dns/wire.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import type { QueryLog } from "../metrics/query_log.ts";
+import type { Acl } from "../policy/acl.ts";
+import type { RateLimiter } from "../policy/rate_limit.ts";
 import type { Clock } from "../sys/clock.ts";
 import { logger } from "../sys/log.ts";
 import type { Upstream, UpstreamErrorKind } from "../upstream/upstream.ts";
 
 /** The transports a query can arrive over; UDP alone imposes a size limit on the answer. */
-export type Transport = "udp" | "tcp";
+export type Transport = "udp" | "tcp" | "tls" | "https";
 
 /** One query as a listener received it. */
 export interface Query {
@@ -27,7 +52,14 @@ export interface Answer {
   maxUdpSize: number;
 }
 
-/** Collaborators and limits of the pipeline. */
+/** Who may use a listener: set per listener (each may override the global [access]). */
+export interface ListenerPolicy {
+  acl: Acl;
+  /** "refuse" answers REFUSED to clients outside the ACL, "drop" stays silent. */
+  aclAction: "refuse" | "drop";
+}
+
+/** Collaborators and limits of the pipeline; the optional parts are off when null. */
 export interface PipelineOptions {
   upstream: Upstream;
   clock: Clock;
@@ -39,6 +71,16 @@ export interface PipelineOptions {
   maxInFlight: number;
   /** How to shed: answer REFUSED, or send nothing. */
   overload: "refuse" | "drop";
+  cache?: ResponseCache | null;
+  /** RFC 8767: answer from an expired entry when upstreams fail or are slower than this. */
+  serveStale?: { answerAfterMs: number } | null;
+  /** Refresh popular entries in the last 10% of their TTL. */
+  prefetch?: boolean;
+  rateLimit?: { limiter: RateLimiter; action: "drop" | "truncate" | "refuse" } | null;
+  /** ANY queries: RFC 8482 minimal answer, REFUSED, or forwarded as they are. */
+  anyQueries?: "rfc8482" | "refuse" | "forward";
+  metrics?: Metrics | null;
+  queryLog?: QueryLog | null;
 }
 
 /** Classic DNS without EDNS allows 512 bytes over UDP (RFC 1035 4.2.1). */
@@ -52,14 +94,32 @@ export function rcodeForUpstreamError(kind: UpstreamErrorKind): number {
   return kind === "overloaded" ? Rcode.REFUSED : Rcode.SERVFAIL;
 }
 
+/** An upstream reply shared by every client waiting for the same key. */
+type Forwarded =
+  | { ok: true; reply: Uint8Array; msg: Message; upstream: string }
+  | { ok: false; kind: UpstreamErrorKind; message: string };
+
+/** How an answer came about, for metrics and the query log. */
+interface Outcome {
+  bytes: Uint8Array;
+  cacheHit: boolean;
+  upstream: string | null;
+}
+
 /** The transport-independent query handler, tracking what is in flight for graceful shutdown. */
 export class Pipeline {
   #inFlight = 0;
+  #drainWaiters: (() => void)[] = [];
+  #coalescer = new Coalescer<Forwarded>();
   /** Queries shed because max_in_flight was reached. */
   shed = 0;
-  #drainWaiters: (() => void)[] = [];
 
-  constructor(private readonly opts: PipelineOptions) {}
+  constructor(private opts: PipelineOptions) {}
+
+  /** Swaps collaborators and limits (a reload); queries in flight finish with the old ones. */
+  reconfigure(opts: PipelineOptions): void {
+    this.opts = opts;
+  }
 
   /** Queries accepted and not yet answered. */
   get inFlight(): number {
@@ -72,78 +132,215 @@ export class Pipeline {
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
-  /** Answers one query; null means send nothing (unparseable, or a response sent to us). */
-  async handle(query: Query): Promise<Answer | null> {
+  /** Answers one query; null means send nothing (unparseable, a response, or policy says drop). */
+  async handle(query: Query, policy?: ListenerPolicy): Promise<Answer | null> {
     this.#inFlight++;
     try {
-      return await this.#handle(query);
+      return await this.#handle(query, policy);
     } finally {
       if (--this.#inFlight === 0) { for (const wake of this.#drainWaiters.splice(0)) wake(); }
     }
   }
 
-  async #handle(query: Query): Promise<Answer | null> {
-    const { bytes } = query;
+  async #handle(query: Query, policy?: ListenerPolicy): Promise<Answer | null> {
+    const { bytes, transport } = query;
+    const { metrics, udpMaxSize } = this.opts;
+    const started = this.opts.clock.now();
+    // Who is asking comes first: a client outside the ACL or over its rate gets nothing that
+    // costs us work (or a FORMERR reflected at a spoofed source).
+    const client = query.client.hostname;
+    let turnedAway: "refuse" | "drop" | "truncate" | null = null;
+    if (policy && !policy.acl.allows(client)) {
+      metrics?.aclRefused(transport);
+      turnedAway = policy.aclAction;
+    } else if (this.opts.rateLimit && !this.opts.rateLimit.limiter.allow(client)) {
+      metrics?.rateLimited(transport);
+      turnedAway = this.opts.rateLimit.action;
+      // A TC=1 answer only makes sense over UDP: over a stream the client cannot retry elsewhere.
+      if (turnedAway === "truncate" && transport !== "udp") turnedAway = "drop";
+    }
+    if (turnedAway === "drop") return null;
+
     const decoded = decodeQuery(bytes);
     if (!decoded.ok) {
       const header = decodeHeader(bytes);
       // Never answer a response (no reflection loops); without a readable header there is no ID.
-      if (!header.ok || header.value.flags & Flag.QR) return null;
+      if (!header.ok || header.value.flags & Flag.QR || turnedAway) {
+        metrics?.dropped(
+          transport,
+          header.ok && header.value.flags & Flag.QR ? "response" : "malformed",
+        );
+        return null;
+      }
       log.debug("malformed query from {client}: {reason}", () => ({
-        client: query.client.hostname,
+        client,
         reason: decoded.error.message,
       }));
-      return { bytes: formErrFromHeader(header.value), maxUdpSize: CLASSIC_UDP_SIZE };
+      return this.#done(query, started, null, {
+        bytes: formErrFromHeader(header.value),
+        cacheHit: false,
+        upstream: null,
+      }, CLASSIC_UDP_SIZE);
     }
     const msg = decoded.value;
-    if (msg.header.flags & Flag.QR) return null;
-    const maxUdpSize = this.#clientUdpSize(msg);
-    const refuse = (rcode: number): Answer => ({
-      bytes: errorReply(msg, bytes, rcode, { udpSize: this.opts.udpMaxSize }),
-      maxUdpSize,
-    });
+    if (msg.header.flags & Flag.QR) {
+      metrics?.dropped(transport, "response");
+      return null;
+    }
+    const maxUdpSize = msg.edns
+      ? Math.min(Math.max(msg.edns.udpSize, CLASSIC_UDP_SIZE), udpMaxSize)
+      : CLASSIC_UDP_SIZE;
+    const local = (b: Uint8Array) =>
+      this.#done(query, started, msg, { bytes: b, cacheHit: false, upstream: null }, maxUdpSize);
+    const refuse = (rcode: number) => local(errorReply(msg, bytes, rcode, { udpSize: udpMaxSize }));
+
+    if (turnedAway === "refuse") return refuse(Rcode.REFUSED);
+    if (turnedAway === "truncate") {
+      // An empty TC=1 answer: a real client retries over TCP, a spoofed one cannot.
+      const tc = errorReply(msg, bytes, Rcode.NOERROR, { udpSize: udpMaxSize });
+      tc[2] |= Flag.TC >> 8;
+      return local(tc);
+    }
     if (opcodeOf(msg.header.flags) !== Opcode.QUERY) return refuse(Rcode.NOTIMP);
     if (msg.edns && msg.edns.version > EDNS_VERSION) return refuse(Rcode.BADVERS);
     const question = msg.question;
     if (!question) return refuse(Rcode.FORMERR);
+    if (question.qtype === RRType.ANY && this.opts.anyQueries !== "forward") {
+      const any = this.opts.anyQueries === "refuse" ? null : minimalAnyReply(msg);
+      return any ? local(this.#forClient(any, msg)) : refuse(Rcode.REFUSED);
+    }
     // This query is already counted in #inFlight, hence `>`.
     if (this.#inFlight > this.opts.maxInFlight) {
       this.shed++;
       return this.opts.overload === "drop" ? null : refuse(Rcode.REFUSED);
     }
 
-    const { clock } = this.opts;
-    const started = clock.now();
-    const result = await this.opts.upstream.exchange(
-      bytes,
-      question,
-      started + this.opts.queryTimeoutMs,
-    );
-    if (!result.ok) {
-      const { error } = result;
+    const outcome = await this.#resolve(bytes, msg, started);
+    return this.#done(query, started, msg, outcome, maxUdpSize);
+  }
+
+  /** Cache, then upstream (coalesced, with serve-stale as the fallback), then SERVFAIL. */
+  async #resolve(bytes: Uint8Array, msg: Message, started: number): Promise<Outcome> {
+    const { cache, serveStale, udpMaxSize } = this.opts;
+    const id = msg.header.id;
+    const name = msg.question!.name;
+    const key = cacheKey(msg);
+    if (cache) {
+      const hit = cache.lookup(key, id, name);
+      if (hit) {
+        if (hit.prefetch && this.opts.prefetch) this.#prefetch(key, bytes, msg);
+        return { bytes: this.#forClient(hit.bytes, msg), cacheHit: true, upstream: null };
+      }
+    }
+    const work = this.#coalescer.run(key, () => this.#forward(key, bytes, msg, started));
+    const stale = () => cache?.lookup(key, id, name, { stale: true }) ?? null;
+    let result: Forwarded | "stale";
+    if (cache && serveStale) {
+      // RFC 8767: if the upstreams are slow and an expired answer exists, answer with it now;
+      // the refresh carries on and updates the cache.
+      let cancel = () => {};
+      const timer = new Promise<"stale">((resolve) => {
+        cancel = this.opts.clock.schedule(serveStale.answerAfterMs, () => resolve("stale"));
+      });
+      result = await Promise.race([work, timer]);
+      cancel();
+      if (result === "stale") {
+        const hit = stale();
+        if (hit) return { bytes: this.#forClient(hit.bytes, msg), cacheHit: true, upstream: null };
+        result = await work;
+      }
+    } else {
+      result = await work;
+    }
+    if (result.ok) {
+      const out = clientAnswer(result.reply, result.msg, {
+        edns: msg.edns,
+        flags: msg.header.flags,
+        udpSize: udpMaxSize,
+      });
+      setId(out, id);
+      restoreQuestionCase(out, name);
+      return { bytes: out, cacheHit: false, upstream: result.upstream };
+    }
+    const fallback = serveStale ? stale() : null;
+    if (fallback) {
+      return { bytes: this.#forClient(fallback.bytes, msg), cacheHit: true, upstream: null };
+    }
+    const reply = errorReply(msg, bytes, rcodeForUpstreamError(result.kind), {
+      udpSize: udpMaxSize,
+    });
+    return { bytes: reply, cacheHit: false, upstream: null };
+  }
+
+  /** One upstream exchange for everyone waiting on `key`; a good reply goes into the cache. */
+  async #forward(
+    key: string,
+    bytes: Uint8Array,
+    msg: Message,
+    started: number,
+  ): Promise<Forwarded> {
+    // The upstream rewrites the query for its own hop (fresh OPT, padding: lib/dns/edns.ts).
+    const deadline = started + this.opts.queryTimeoutMs;
+    const r = await this.opts.upstream.exchange(bytes, msg.question!, deadline);
+    if (!r.ok) {
+      const { error } = r;
       log.debug("{name} {qtype} failed upstream: {kind} {reason}", () => ({
-        name: nameToString(question.name),
-        qtype: question.qtype,
+        name: nameToString(msg.question!.name),
+        qtype: msg.question!.qtype,
         kind: error.kind,
         reason: error.message,
       }));
-      return refuse(rcodeForUpstreamError(result.error.kind));
+      return { ok: false, kind: error.kind, message: error.message };
     }
-    const reply = result.reply;
-    setId(reply, msg.header.id);
-    restoreQuestionCase(reply, question.name);
-    log.debug("{name} {qtype} answered by {upstream} in {ms} ms", () => ({
-      name: nameToString(question.name),
-      qtype: question.qtype,
-      upstream: result.upstream,
-      ms: Math.round(clock.now() - started),
-    }));
-    return { bytes: reply, maxUdpSize };
+    const decoded = decodeMessage(r.reply);
+    if (!decoded.ok) {
+      return { ok: false, kind: "protocol", message: `malformed reply: ${decoded.error.message}` };
+    }
+    this.opts.cache?.store(key, r.reply, decoded.value);
+    return { ok: true, reply: r.reply, msg: decoded.value, upstream: r.upstream };
   }
 
-  /** 512 without EDNS; otherwise the client's advertised size, within [512, udpMaxSize]. */
-  #clientUdpSize(msg: Message): number {
-    if (!msg.edns) return CLASSIC_UDP_SIZE;
-    return Math.min(Math.max(msg.edns.udpSize, CLASSIC_UDP_SIZE), this.opts.udpMaxSize);
+  /** Refreshes a popular entry before it expires; joins a refresh already under way. */
+  #prefetch(key: string, bytes: Uint8Array, msg: Message): void {
+    this.opts.metrics?.prefetched();
+    const copy = bytes.slice(); // the listener may reuse its buffer
+    this.#coalescer.run(key, () => this.#forward(key, copy, msg, this.opts.clock.now()))
+      .catch(() => {});
+  }
+
+  /** A locally built or cached answer (no OPT yet) for this client's hop. */
+  #forClient(answer: Uint8Array, msg: Message): Uint8Array {
+    const asked = (msg.header.flags & Flag.AD) !== 0 || (msg.edns?.dnssecOk ?? false);
+    if (!asked) answer[3] &= ~Flag.AD & 0xff;
+    if (!msg.edns) return answer;
+    return appendOpt(answer, { udpSize: this.opts.udpMaxSize, dnssecOk: msg.edns.dnssecOk });
+  }
+
+  /** Records the answer (metrics, query log) and hands it to the listener. */
+  #done(
+    query: Query,
+    started: number,
+    msg: Message | null,
+    outcome: Outcome,
+    maxUdpSize: number,
+  ): Answer {
+    const { metrics, queryLog, clock } = this.opts;
+    if (metrics || queryLog) {
+      const seconds = (clock.now() - started) / 1000;
+      const rcode = outcome.bytes[3] & 0x0f;
+      const qtype = msg?.question?.qtype ?? 0;
+      metrics?.recordQuery(query.transport, qtype, rcode, seconds, outcome.cacheHit);
+      queryLog?.log({
+        client: query.client.hostname,
+        protocol: query.transport,
+        name: msg?.question?.name ?? "",
+        qtype,
+        rcode,
+        upstream: outcome.upstream,
+        cacheHit: outcome.cacheHit,
+        durationMs: seconds * 1000,
+      });
+    }
+    return { bytes: outcome.bytes, maxUdpSize };
   }
 }

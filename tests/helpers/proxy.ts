@@ -52,6 +52,7 @@ export async function testConfig(
   });
   if (isConfigError(config)) throw new Error(`test config invalid: ${config.message}`);
   for (const l of config.listeners) l.port = 0; // let the OS choose
+  if (config.admin) config.admin.port = 0;
   return config;
 }
 
