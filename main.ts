@@ -91,7 +91,7 @@ async function main(args: string[]): Promise<number> {
   let server;
   try {
     queryLog = await openConfiguredQueryLog(config);
-    server = startServer(config, {
+    server = await startServer(config, {
       clock: systemClock,
       random: cryptoRandom(),
       queryLog,

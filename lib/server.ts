@@ -160,12 +160,13 @@ function streamLimits(config: Config): StreamLimits {
 
 type Bound = Listener & { reloadCertificate?: (cert: string, key: string) => void };
 
+/** Binds one listener; may be asynchronous (servers whose bind reports errors by event). */
 function bind(
   l: ListenerConfig,
   config: Config,
   clock: Clock,
   handle: (q: Query) => ReturnType<Pipeline["handle"]>,
-): Bound {
+): Bound | Promise<Bound> {
   const common = { url: l.url, hostname: l.hostname, port: l.port, handle };
   switch (l.protocol) {
     case "udp":
@@ -196,7 +197,7 @@ function bind(
 }
 
 /** Builds and starts everything; throws BindError (after closing what was opened) if a bind fails. */
-export function startServer(config: Config, deps: ServerDeps): Server {
+export async function startServer(config: Config, deps: ServerDeps): Promise<Server> {
   const { clock } = deps;
   const queryLog = deps.queryLog ?? null;
   const metrics = new Metrics({
@@ -240,7 +241,7 @@ export function startServer(config: Config, deps: ServerDeps): Server {
   try {
     for (const l of config.listeners) {
       const i = policies.push(listenerPolicy(config, l)) - 1;
-      const bound = bind(l, config, clock, (q) => pipeline.handle(q, policies[i]));
+      const bound = await bind(l, config, clock, (q) => pipeline.handle(q, policies[i]));
       listeners.push(bound);
       log.info("listening on {url}", { url: describe(bound) });
     }
@@ -259,8 +260,8 @@ export function startServer(config: Config, deps: ServerDeps): Server {
       log.info("admin listening on http://{address}", { address: hostPort(admin.addr) });
     }
   } catch (err) {
-    for (const l of listeners) l.close();
-    upstreams.close();
+    await Promise.all(listeners.map((l) => l.close()));
+    await upstreams.close();
     const url = listeners.length < config.listeners.length
       ? config.listeners[listeners.length].url
       : `admin ${config.admin?.hostname}:${config.admin?.port}`;

@@ -63,7 +63,7 @@ export async function startProxy(
 ): Promise<TestProxy> {
   const config = await testConfig(upstreams, opts.extraToml, opts.listenOn);
   const clock = (opts.clock ?? new FakeClock()) as FakeClock;
-  const server = startServer(config, { clock, random: cryptoRandom() });
+  const server = await startServer(config, { clock, random: cryptoRandom() });
   const [udp, tcp] = server.listeners.map((l) => ({
     hostname: l.addr.hostname,
     port: l.addr.port,

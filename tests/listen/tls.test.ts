@@ -290,7 +290,7 @@ Deno.test("through startServer, tls:// and https:// listeners answer with the up
     `[[listeners]]\nurl = "tls://127.0.0.1:8853"\n${files}\n\n` +
       `[[listeners]]\nurl = "https://127.0.0.1:8443/dns-query"\n${files}`,
   );
-  const server = startServer(config, { clock: new FakeClock(), random: cryptoRandom() });
+  const server = await startServer(config, { clock: new FakeClock(), random: cryptoRandom() });
   const http = Deno.createHttpClient({ caCerts: [CA], http2: true, http1: false });
   let dot: TcpDnsClient | null = null;
   try {
