@@ -9,6 +9,9 @@ import type { Handler, Listener } from "./listener.ts";
 
 const log = logger("listen", "udp");
 
+/** The largest UDP payload over IPv4 or IPv6 without jumbograms. */
+const MAX_DATAGRAM = 65535;
+
 /** Binds a UDP socket; throws the OS error (e.g. AddrInUse) for the server to report. */
 export function listenUdp(
   opts: { url: string; hostname: string; port: number; handle: Handler },
@@ -57,10 +60,13 @@ class UdpListener implements Listener {
   }
 
   async #receive(): Promise<void> {
+    // One buffer, reused: receive() without one allocates 64 KiB per datagram, and the garbage
+    // collector then dominates. Each datagram is copied out (the pipeline keeps it).
+    const buffer = new Uint8Array(MAX_DATAGRAM);
     for (;;) {
       let datagram: [Uint8Array, Deno.Addr];
       try {
-        datagram = await this.socket.receive();
+        datagram = await this.socket.receive(buffer);
       } catch (err) {
         if (this.#closed) return;
         // ICMP errors and the like surface here on some systems; they concern one peer only.
@@ -68,8 +74,8 @@ class UdpListener implements Listener {
         continue;
       }
       if (!this.#accepting) continue;
-      const [bytes, addr] = datagram;
-      this.#serve(bytes, addr as Deno.NetAddr);
+      const [view, addr] = datagram;
+      this.#serve(view.slice(), addr as Deno.NetAddr);
     }
   }
 
