@@ -136,15 +136,17 @@ class UdpChannel {
   }
 
   async #receive(): Promise<void> {
+    // A reused buffer (receive() alone allocates 64 KiB a datagram); delivered replies are copies.
+    const buffer = new Uint8Array(65535);
     try {
       for (;;) {
-        const [data, from] = await this.#socket.receive();
+        const [data, from] = await this.#socket.receive(buffer);
         const f = from as Deno.NetAddr;
         if (f.port !== this.server.port || ipKey(f.hostname) !== this.#serverKey) {
           this.wrongSource++;
           continue;
         }
-        this.#pending.deliver(data);
+        this.#pending.deliver(data.slice());
       }
     } catch {
       // socket closed
