@@ -1,0 +1,294 @@
+/**
+ * Turns a bench/run.sh results directory (results.tsv + meta.txt) into tables: throughput per
+ * workload and server with the dotproxy/peer ratios, latency percentiles at fixed rates, CPU per
+ * process with what limited each run, and the issue's targets. Prints them and writes summary.md.
+ *
+ *   deno run --allow-read=DIR --allow-write=DIR bench/report.ts DIR
+ */
+
+interface Row {
+  server: string;
+  workload: string;
+  target: string;
+  qps: number;
+  lostPct: number;
+  rcodes: string;
+  avgMs: number;
+  p50: string;
+  p90: string;
+  p99: string;
+  p999: string;
+  max: string;
+  srvCpu: number;
+  upCpu: number;
+  perfCpu: number;
+  otherCpu: number;
+  upConns: number;
+}
+
+const dir = Deno.args[0];
+if (!dir) {
+  console.error("usage: report.ts RESULTS_DIR");
+  Deno.exit(2);
+}
+
+const meta = new Map<string, string>();
+for (const line of (await Deno.readTextFile(`${dir}/meta.txt`)).split("\n")) {
+  const i = line.indexOf(": ");
+  if (i > 0) meta.set(line.slice(0, i), line.slice(i + 2));
+}
+
+const [header, ...lines] = (await Deno.readTextFile(`${dir}/results.tsv`)).trim().split("\n");
+const cols = header.split("\t");
+const rows: Row[] = lines.filter((l) => l.trim()).map((line) => {
+  const f = Object.fromEntries(line.split("\t").map((v, i) => [cols[i], v]));
+  return {
+    server: f.server,
+    workload: f.workload,
+    target: f.target_qps,
+    qps: Number(f.qps),
+    lostPct: Number(f.lost_pct),
+    rcodes: f.rcodes.replaceAll("_", " "),
+    avgMs: Number(f.avg_ms),
+    p50: f.p50_ms,
+    p90: f.p90_ms,
+    p99: f.p99_ms,
+    p999: f.p999_ms,
+    max: f.max_ms,
+    srvCpu: Number(f.srv_cpu),
+    upCpu: Number(f.up_cpu),
+    perfCpu: Number(f.perf_cpu),
+    otherCpu: Number(f.other_cpu),
+    upConns: Number(f.up_conns),
+  };
+});
+
+const find = (server: string, workload: string) =>
+  rows.find((r) => r.server === server && r.workload === workload);
+const SERVER_ORDER = ["dotproxy", "dnsdist", "unbound", "echo", "echo-reuse"];
+const servers = [...new Set(rows.map((r) => r.server))]
+  .filter((s) => !s.endsWith("-profiled"))
+  .sort((a, b) => rank(a) - rank(b));
+function rank(s: string): number {
+  const i = SERVER_ORDER.indexOf(s);
+  return i < 0 ? SERVER_ORDER.length : i;
+}
+const LABEL: Record<string, string> = {
+  dotproxy: "dotproxy",
+  dnsdist: "dnsdist",
+  unbound: "unbound fwd",
+  echo: "Deno echo",
+  "echo-reuse": "Deno echo, reused buffer",
+};
+const label = (s: string) => LABEL[s] ?? s;
+
+const fmtQps = (n: number) => Math.round(n).toLocaleString("en-US");
+const ratio = (a?: Row, b?: Row) => (a && b && b.qps > 0 ? (a.qps / b.qps).toFixed(2) : "–");
+/** A markdown table; the columns in `left` are text (left-aligned), the others numbers. */
+function table(head: string[], body: string[][], left: number[] = [0]): string {
+  return [
+    `| ${head.join(" | ")} |`,
+    `| ${head.map((_, i) => (left.includes(i) ? "---" : "---:")).join(" | ")} |`,
+    ...body.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
+}
+
+/** What held a run back, from the CPU samples (percent of one core). */
+function limit(r: Row): string {
+  const notes: string[] = [];
+  if (r.otherCpu >= 15) notes.push(`**contended: other processes ${r.otherCpu}%**`);
+  if (r.target !== "-") return [...notes, "fixed rate"].join("; ");
+  const saturated: string[] = [];
+  if (r.srvCpu >= 90) saturated.push("server CPU (core 0)");
+  if (r.upCpu >= 90) saturated.push("upstream unbound (core 1)");
+  else if (r.perfCpu >= 90) saturated.push("dnsperf (core 1)");
+  else if (r.upCpu + r.perfCpu >= 90) saturated.push("core 1 (dnsperf + upstream)");
+  if (!saturated.length) saturated.push("no CPU saturated: latency-bound");
+  return [...notes, saturated.join(" and ")].join("; ");
+}
+
+const out: string[] = [];
+// Without a cache, dotproxy forwards the "hit" workloads: the upstream then works during them.
+const dpHits = find("dotproxy", "udp-hits");
+const hitNote = dpHits && dpHits.upCpu >= 10
+  ? `\n> dotproxy did not answer the hit workloads from a cache (the upstream used ` +
+    `${dpHits.upCpu}% of a core during its udp-hits run): its *hit* rows are forwarded queries, ` +
+    `every one sent upstream over DoT, unlike dnsdist's and unbound's.\n`
+  : "";
+
+out.push(`# dotproxy benchmark — ${meta.get("date") ?? "?"}`);
+out.push("");
+out.push(
+  [
+    `- machine: ${meta.get("nproc")} cores, ${meta.get("cpu")}, ${meta.get("kernel")}, ` +
+    `${meta.get("os")}`,
+    `- versions: ${meta.get("deno")}; dnsperf ${meta.get("dnsperf")}; ${meta.get("dnsdist")}; ` +
+    `unbound ${meta.get("unbound")}`,
+    `- dotproxy code: ${meta.get("dotproxy_code")}`,
+    `- servers on core 0, dnsperf + upstream unbound on core 1; ${meta.get("duration_s")} s per ` +
+    `run; throughput runs: dnsperf ${meta.get("dnsperf_throughput")}`,
+    `- upstream: unbound ${meta.get("unbound")} on 127.0.0.1 (DoT), TCP_NODELAY: ` +
+    `${meta.get("upstream_nodelay") ?? "?"}`,
+    `- other processes before the run: ${meta.get("busy_before_run_pct")}% of a core; waited for ` +
+    `quiet: ${meta.get("quiet_waited_s") ?? "?"}`,
+  ].join("\n"),
+);
+out.push(hitNote);
+
+// Throughput.
+const peers = servers.filter((s) => s !== "dotproxy" && !s.startsWith("echo"));
+const echos = servers.filter((s) => s.startsWith("echo"));
+const thrWorkloads = ["udp-hits", "tcp-hits", "udp-misses"];
+out.push("## Throughput (queries per second)");
+out.push("");
+out.push(table(
+  [
+    "workload",
+    ...servers.map(label),
+    ...peers.map((p) => `dotproxy / ${label(p)}`),
+    ...echos.map((e) => `dotproxy / ${label(e)}`),
+  ],
+  thrWorkloads.filter((w) => rows.some((r) => r.workload === w)).map((w) => {
+    const dp = find("dotproxy", w);
+    return [
+      w,
+      ...servers.map((s) => {
+        const r = find(s, w);
+        if (!r) return "–";
+        const bad = r.lostPct > 1 || !/^NOERROR \S+ \(100\.00%\)$/.test(r.rcodes);
+        return fmtQps(r.qps) + (bad ? " ⚠" : "") + (r.otherCpu >= 15 ? " †" : "");
+      }),
+      ...peers.map((p) => ratio(dp, find(p, w))),
+      ...echos.map((e) => (w === "udp-hits" ? ratio(dp, find(e, w)) : "–")),
+    ];
+  }),
+));
+out.push("");
+out.push(
+  "⚠ = more than 1% lost or not all NOERROR (see the CPU table and raw/). " +
+    "dnsperf counts the queries still unanswered when the time limit ends as lost; UDP queries " +
+    "dropped at a full socket buffer are lost too. † = other processes on the machine used " +
+    "≥ 15% of a core during the run: the number is not trustworthy.",
+);
+out.push("");
+
+// Latency.
+out.push("## Latency at a fixed rate (dnsperf -Q, per-query times from dnsperf -v), ms");
+out.push("");
+const latWorkloads = ["hit-latency", "miss-latency"].filter((w) =>
+  rows.some((r) => r.workload === w)
+);
+out.push(table(
+  ["workload", "rate (qps)", "server", "achieved qps", "p50", "p90", "p99", "p99.9", "max", "lost"],
+  latWorkloads.flatMap((w) =>
+    servers.map((s) => find(s, w)).filter((r): r is Row => !!r).map((r) => [
+      w,
+      r.target,
+      label(r.server),
+      fmtQps(r.qps),
+      r.p50,
+      r.p90,
+      r.p99,
+      r.p999,
+      r.max,
+      `${r.lostPct}%`,
+    ])
+  ),
+  [0, 2],
+));
+out.push("");
+
+// CPU.
+out.push("## CPU during each run (% of one core) and what limited it");
+out.push("");
+out.push(table(
+  [
+    "server",
+    "workload",
+    "qps",
+    "server",
+    "upstream unbound",
+    "dnsperf",
+    "other processes",
+    "core 1 (dnsperf + upstream)",
+    "upstream conns",
+    "limited by",
+  ],
+  rows.map((r) => [
+    label(r.server),
+    r.workload,
+    fmtQps(r.qps),
+    `${r.srvCpu}`,
+    `${r.upCpu}`,
+    `${r.perfCpu}`,
+    `${r.otherCpu}`,
+    `${r.perfCpu + r.upCpu}`,
+    `${r.upConns}`,
+    limit(r),
+  ]),
+  [0, 1, 10],
+));
+out.push("");
+out.push(
+  `CPU: utime+stime (all threads, from /proc/PID/stat) over the ${meta.get("duration_s")} s ` +
+    "of the run, for the server, the upstream unbound, dnsperf, and every other process on the " +
+    "machine together (which may run on either core). Kernel softirq time for loopback " +
+    "delivery is not in these numbers. Upstream conns: established TCP connections to the " +
+    "upstream at the end of the run.",
+);
+out.push("");
+
+// Targets from the issue.
+const dpHit = find("dotproxy", "udp-hits");
+// The best Deno echo variant is the ceiling.
+const echo = echos.map((e) => find(e, "udp-hits")).filter((r): r is Row => !!r)
+  .sort((a, b) => b.qps - a.qps)[0];
+const checks: string[] = [];
+const check = (name: string, ok: boolean | null, detail: string) =>
+  checks.push(`- ${ok === null ? "n/a " : ok ? "PASS" : "FAIL"} ${name}: ${detail}`);
+if (dpHit && echo) {
+  const r = dpHit.qps / echo.qps;
+  check(
+    "UDP hits ≥ 85% of the Deno echo rate",
+    r >= 0.85,
+    `${(100 * r).toFixed(0)}% (${fmtQps(dpHit.qps)} vs ${label(echo.server)} ${fmtQps(echo.qps)})`,
+  );
+}
+const dpMiss = find("dotproxy", "udp-misses");
+const ubMiss = find("unbound", "udp-misses");
+if (dpMiss && ubMiss) {
+  check(
+    "UDP misses ≥ unbound as forwarder",
+    dpMiss.qps >= ubMiss.qps,
+    `${fmtQps(dpMiss.qps)} vs ${fmtQps(ubMiss.qps)}`,
+  );
+}
+const dpTcp = find("dotproxy", "tcp-hits");
+const ddTcp = find("dnsdist", "tcp-hits");
+if (dpTcp && ddTcp) {
+  check(
+    "TCP hits ≥ dnsdist",
+    dpTcp.qps >= ddTcp.qps,
+    `${fmtQps(dpTcp.qps)} vs ${fmtQps(ddTcp.qps)}`,
+  );
+}
+const dpLat = find("dotproxy", "hit-latency");
+if (dpLat) {
+  const p99 = Number(dpLat.p99);
+  check(
+    "p99 of a cache hit at half of dotproxy's top rate < 1 ms",
+    Number.isFinite(p99) ? p99 < 1 : null,
+    `p99 ${dpLat.p99} ms at ${dpLat.target} qps`,
+  );
+}
+if (checks.length) {
+  out.push("## Targets from the issue");
+  out.push("");
+  out.push(checks.join("\n"));
+  if (hitNote) out.push("\n(dotproxy's hit rows are forwarded queries until the cache lands.)");
+  out.push("");
+}
+
+const text = out.join("\n");
+console.log(text);
+await Deno.writeTextFile(`${dir}/summary.md`, text + "\n");
