@@ -304,6 +304,17 @@ export class ResponseCache {
     return { bytes, stale: false, prefetch };
   }
 
+  /**
+   * True when `key` has an expired entry that could still be served stale: lets the caller arm
+   * the RFC 8767 answer timer only when there is something to answer with. Counts nothing.
+   */
+  hasStale(key: string): boolean {
+    const e = this.#entries.get(key);
+    if (e === undefined) return false;
+    const pastMs = this.#clock.now() - this.#epoch - e.storedAt - e.lifetime * 1000;
+    return pastMs >= 0 && this.#staleEligible(e, pastMs);
+  }
+
   /** Drops the entry for `key`, if any; returns whether there was one. */
   delete(key: string): boolean {
     const e = this.#entries.get(key);

@@ -99,6 +99,14 @@ type Forwarded =
   | { ok: true; reply: Uint8Array; msg: Message; upstream: string }
   | { ok: false; kind: UpstreamErrorKind; message: string };
 
+/** A query that must go upstream, with what was learned deciding so. */
+interface Miss {
+  miss: true;
+  msg: Message;
+  key: string;
+  maxUdpSize: number;
+}
+
 /** How an answer came about, for metrics and the query log. */
 interface Outcome {
   bytes: Uint8Array;
@@ -132,20 +140,25 @@ export class Pipeline {
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
-  /** Answers one query; null means send nothing (unparseable, a response, or policy says drop). */
-  async handle(query: Query, policy?: ListenerPolicy): Promise<Answer | null> {
+  /**
+   * Answers one query; null means send nothing (unparseable, a response, or policy says drop).
+   * Everything that needs no upstream — refusals, local answers, cache hits — is decided
+   * synchronously; only a miss becomes asynchronous work, counted in `inFlight`.
+   */
+  handle(query: Query, policy?: ListenerPolicy): Promise<Answer | null> {
+    const started = this.opts.clock.now();
+    const now = this.#decide(query, policy, started);
+    if (now === null || !("miss" in now)) return Promise.resolve(now);
     this.#inFlight++;
-    try {
-      return await this.#handle(query, policy);
-    } finally {
+    return this.#resolve(query, now, started).finally(() => {
       if (--this.#inFlight === 0) { for (const wake of this.#drainWaiters.splice(0)) wake(); }
-    }
+    });
   }
 
-  async #handle(query: Query, policy?: ListenerPolicy): Promise<Answer | null> {
+  /** The synchronous part: policy, decoding, local answers and the cache. */
+  #decide(query: Query, policy: ListenerPolicy | undefined, started: number): Answer | Miss | null {
     const { bytes, transport } = query;
     const { metrics, udpMaxSize } = this.opts;
-    const started = this.opts.clock.now();
     // Who is asking comes first: a client outside the ACL or over its rate gets nothing that
     // costs us work (or a FORMERR reflected at a spoofed source).
     const client = query.client.hostname;
@@ -209,33 +222,44 @@ export class Pipeline {
       const any = this.opts.anyQueries === "refuse" ? null : minimalAnyReply(msg);
       return any ? local(this.#forClient(any, msg)) : refuse(Rcode.REFUSED);
     }
-    // This query is already counted in #inFlight, hence `>`.
-    if (this.#inFlight > this.opts.maxInFlight) {
+    const key = cacheKey(msg);
+    const cache = this.opts.cache;
+    if (cache) {
+      const hit = cache.lookup(key, msg.header.id, question.name);
+      if (hit) {
+        if (hit.prefetch && this.opts.prefetch) this.#prefetch(key, bytes, msg);
+        const outcome = { bytes: this.#forClient(hit.bytes, msg), cacheHit: true, upstream: null };
+        return this.#done(query, started, msg, outcome, maxUdpSize);
+      }
+    }
+    // Misses wait on upstreams: past max_in_flight they are shed, not queued without bound.
+    if (this.#inFlight >= this.opts.maxInFlight) {
       this.shed++;
       return this.opts.overload === "drop" ? null : refuse(Rcode.REFUSED);
     }
-
-    const outcome = await this.#resolve(bytes, msg, started);
-    return this.#done(query, started, msg, outcome, maxUdpSize);
+    return { miss: true, msg, key, maxUdpSize };
   }
 
-  /** Cache, then upstream (coalesced, with serve-stale as the fallback), then SERVFAIL. */
-  async #resolve(bytes: Uint8Array, msg: Message, started: number): Promise<Outcome> {
+  /** A miss: upstream (coalesced, with serve-stale as the fallback), then SERVFAIL. */
+  async #resolve(query: Query, miss: Miss, started: number): Promise<Answer> {
+    const { msg, key } = miss;
+    const outcome = await this.#upstreamOutcome(query.bytes, msg, key, started);
+    return this.#done(query, started, msg, outcome, miss.maxUdpSize);
+  }
+
+  async #upstreamOutcome(
+    bytes: Uint8Array,
+    msg: Message,
+    key: string,
+    started: number,
+  ): Promise<Outcome> {
     const { cache, serveStale, udpMaxSize } = this.opts;
     const id = msg.header.id;
     const name = msg.question!.name;
-    const key = cacheKey(msg);
-    if (cache) {
-      const hit = cache.lookup(key, id, name);
-      if (hit) {
-        if (hit.prefetch && this.opts.prefetch) this.#prefetch(key, bytes, msg);
-        return { bytes: this.#forClient(hit.bytes, msg), cacheHit: true, upstream: null };
-      }
-    }
     const work = this.#coalescer.run(key, () => this.#forward(key, bytes, msg, started));
     const stale = () => cache?.lookup(key, id, name, { stale: true }) ?? null;
     let result: Forwarded | "stale";
-    if (cache && serveStale) {
+    if (cache && serveStale && cache.hasStale(key)) {
       // RFC 8767: if the upstreams are slow and an expired answer exists, answer with it now;
       // the refresh carries on and updates the cache.
       let cancel = () => {};

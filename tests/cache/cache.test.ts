@@ -679,3 +679,17 @@ Deno.test("invalid options are rejected with RangeError", () => {
     false,
   );
 });
+
+Deno.test("hasStale is true only for an expired entry still within stale_max_age", () => {
+  const { clock, cache } = setup({ staleMaxAge: 100 });
+  const q = query("www.example.com");
+  assert.equal(cache.hasStale(q.key), false, "no entry");
+  put(cache, q, reply("www.example.com", { answers: [a("www.example.com", 60)] }));
+  assert.equal(cache.hasStale(q.key), false, "fresh");
+  clock.advance(61_000);
+  assert.equal(cache.hasStale(q.key), true, "expired, stale-eligible");
+  const before = cache.stats();
+  clock.advance(100_000);
+  assert.equal(cache.hasStale(q.key), false, "past stale_max_age");
+  assert.deepEqual(cache.stats(), before, "hasStale counts nothing");
+});
