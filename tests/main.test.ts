@@ -110,3 +110,44 @@ Deno.test("the proxy answers, then exits 0 on SIGTERM after closing its connecti
     await Deno.remove(path);
   }
 });
+
+Deno.test("SIGHUP applies a valid new config and rejects an invalid one, keeping the old", async () => {
+  const first = await startFakeDot();
+  const second = await startFakeDot();
+  const port = freeUdpPort();
+  const toml = (u: number, extra = "") =>
+    `[[listeners]]\nurl = "udp://127.0.0.1:${port}"\n` +
+    `[[upstreams]]\nurl = "tls://127.0.0.1:${u}"\ntls_name = "dns.test"\n` +
+    `ca_file = "${CA}"\n[log]\nformat = "json"\n${extra}`;
+  const path = await writeConfig(toml(first.port));
+  const proxy = spawnCli(["--config", path], [path, CA]);
+  const ask = async (name: string) => {
+    const answer = parse(await udpQuery({ hostname: "127.0.0.1", port }, buildQuery(name)))
+      .answers?.[0];
+    return answer && "data" in answer ? answer.data : undefined;
+  };
+  try {
+    await proxy.waitFor(/started/);
+    assert.equal(await ask("before.test"), expectedAddress("before.test"));
+
+    await Deno.writeTextFile(path, toml(second.port));
+    proxy.child.kill("SIGHUP");
+    await proxy.waitFor(/configuration reloaded/);
+    assert.equal(await ask("after.test"), expectedAddress("after.test"));
+    assert.equal(second.queries.length, 1, "the new upstream answered");
+    assert.equal(await ask("before.test"), expectedAddress("before.test"), "cache kept");
+    assert.equal(first.queries.length, 1);
+
+    await Deno.writeTextFile(path, toml(second.port, `[cache]\nmax_ttl = "soon"\n`));
+    proxy.child.kill("SIGHUP");
+    await proxy.waitFor(/reload rejected/);
+    assert.match(proxy.output(), /cache\.max_ttl/);
+    assert.equal(await ask("still.test"), expectedAddress("still.test"));
+    assert.equal(await proxy.stop("SIGTERM"), 0);
+  } finally {
+    await proxy.stop("SIGKILL");
+    await first.close();
+    await second.close();
+    await Deno.remove(path);
+  }
+});

@@ -3,6 +3,8 @@
  * upstream with the test CA, and a fake clock for every timeout.
  */
 import assert from "node:assert/strict";
+import dnsPacket from "dns-packet";
+import { Buffer } from "node:buffer";
 import { buildQuery, frame, parse, TcpDnsClient, udpQuery } from "./helpers/dns_client.ts";
 import { expectedAddress, type FakeDot, startFakeDot } from "./helpers/fake_dot.ts";
 import { startProxy, type TestProxy } from "./helpers/proxy.ts";
@@ -352,4 +354,42 @@ async function waitFor(cond: () => boolean, turns = 10_000): Promise<void> {
     for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setTimeout(r, 0));
   }
   assert.ok(cond(), "condition not reached");
+}
+
+Deno.test("queries reach a DoT upstream padded to 128 bytes, without the client's ECS or cookie", async () => {
+  const upstream = await startFakeDot();
+  await withProxy([upstream], async (p) => {
+    const query = dnsPacketQuery("padded.test", [
+      { code: 8, data: new Uint8Array([0, 1, 24, 0, 192, 0, 2]) }, // ECS 192.0.2.0/24
+      { code: 10, data: new Uint8Array(8).fill(7) }, // client cookie
+    ]);
+    await udpQuery(p.udp, query);
+    const raw = upstream.rawQueries[0];
+    assert.equal(raw.length % 128, 0, `upstream query is ${raw.length} bytes`);
+    const opt = upstream.queries[0].additionals?.find((r: { type: string }) => r.type === "OPT") as
+      | { options?: { code: number }[] }
+      | undefined;
+    const codes = (opt?.options ?? []).map((o) => o.code);
+    // Ours only: edns-tcp-keepalive (RFC 7828) and padding last (RFC 8467).
+    assert.deepEqual(codes, [11, 12]);
+  });
+});
+
+/** A query with EDNS options, built with dns-packet (independent of our codec). */
+function dnsPacketQuery(name: string, options: { code: number; data: Uint8Array }[]): Uint8Array {
+  return new Uint8Array(
+    dnsPacket.encode({
+      type: "query",
+      id: 0x5150,
+      flags: dnsPacket.RECURSION_DESIRED,
+      questions: [{ type: "A", name, class: "IN" }],
+      additionals: [{
+        type: "OPT",
+        name: ".",
+        udpPayloadSize: 1232,
+        flags: 0,
+        options: options.map((o) => ({ code: o.code, data: Buffer.from(o.data) })),
+      }],
+    } as dnsPacket.Packet),
+  );
 }
