@@ -86,6 +86,8 @@ export interface PipelineOptions {
 /** Classic DNS without EDNS allows 512 bytes over UDP (RFC 1035 4.2.1). */
 const CLASSIC_UDP_SIZE = 512;
 const EDNS_VERSION = 0;
+/** RFC 6895: types 128-255 are meta-types and QTYPEs (TKEY, TSIG, IXFR, AXFR, MAILB, MAILA, ANY). */
+const META_TYPES_FIRST = 128;
 
 const log = logger("query");
 
@@ -218,6 +220,13 @@ export class Pipeline {
     if (msg.edns && msg.edns.version > EDNS_VERSION) return refuse(Rcode.BADVERS);
     const question = msg.question;
     if (!question) return refuse(Rcode.FORMERR);
+    // Meta-types are not data to look up (RFC 6895): OPT as a question is malformed, and zone
+    // transfers, TSIG/TKEY and the unassigned meta range are not ours to forward — an upstream
+    // rate-limits its error answers by closing the connection, which would cost every client.
+    if (question.qtype === RRType.OPT) return refuse(Rcode.FORMERR);
+    if (question.qtype >= META_TYPES_FIRST && question.qtype < RRType.ANY) {
+      return refuse(Rcode.REFUSED);
+    }
     if (question.qtype === RRType.ANY && this.opts.anyQueries !== "forward") {
       const any = this.opts.anyQueries === "refuse" ? null : minimalAnyReply(msg);
       return any ? local(this.#forClient(any, msg)) : refuse(Rcode.REFUSED);

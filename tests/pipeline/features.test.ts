@@ -229,3 +229,12 @@ Deno.test("an EDNS client gets our OPT with our UDP size, not the upstream's", a
   ) as { udpPayloadSize: number } | undefined;
   assert.equal(opt?.udpPayloadSize, 1232);
 });
+
+for (const [qtype, rcode] of [["OPT", "FORMERR"], ["AXFR", "REFUSED"], ["TSIG", "REFUSED"]]) {
+  Deno.test(`a ${qtype} question is answered ${rcode} locally and never forwarded`, async () => {
+    const { ask, held } = setup();
+    const reply = parse((await ask("meta.test", 6, "127.0.0.1", qtype))!.bytes);
+    assert.equal(reply.rcode, rcode);
+    assert.equal(held.waiting.length, 0);
+  });
+}
