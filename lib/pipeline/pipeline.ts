@@ -325,12 +325,20 @@ export class Pipeline {
       }));
       return { ok: false, kind: error.kind, message: error.message };
     }
-    const decoded = decodeMessage(r.reply);
-    if (!decoded.ok) {
-      return { ok: false, kind: "protocol", message: `malformed reply: ${decoded.error.message}` };
+    let replyMsg = r.msg;
+    if (!replyMsg) {
+      const decoded = decodeMessage(r.reply);
+      if (!decoded.ok) {
+        return {
+          ok: false,
+          kind: "protocol",
+          message: `malformed reply: ${decoded.error.message}`,
+        };
+      }
+      replyMsg = decoded.value;
     }
-    this.opts.cache?.store(key, r.reply, decoded.value);
-    return { ok: true, reply: r.reply, msg: decoded.value, upstream: r.upstream };
+    this.opts.cache?.store(key, r.reply, replyMsg);
+    return { ok: true, reply: r.reply, msg: replyMsg, upstream: r.upstream };
   }
 
   /** Refreshes a popular entry before it expires; joins a refresh already under way. */

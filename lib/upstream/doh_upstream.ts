@@ -169,7 +169,7 @@ export class DohUpstream implements Upstream {
       if (!questionMatches(question, decoded.value.question)) {
         return this.#protocol("the answer is for another question");
       }
-      return { ok: true, reply, upstream: this.name };
+      return { ok: true, reply, msg: decoded.value, upstream: this.name };
     } catch (err) {
       if (timedOut) return failure("timeout", this.name, "no reply before the deadline");
       if (this.#closing) return failure("closed", this.name, "upstream is shutting down");

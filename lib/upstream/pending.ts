@@ -12,7 +12,7 @@ import type { Random } from "../sys/random.ts";
 
 /** What a single send on a channel came to. */
 export type ConnectionResult =
-  | { ok: true; reply: Uint8Array }
+  | { ok: true; reply: Uint8Array; msg: Message }
   | { ok: false; kind: "timeout" | "closed"; message: string };
 
 /** Counters of replies a channel threw away; pools add them to their metrics. */
@@ -95,7 +95,7 @@ export class PendingQueries {
     }
     this.#pending.delete(id);
     p.cancelTimer();
-    p.settle({ ok: true, reply: message });
+    p.settle({ ok: true, reply: message, msg: decoded.value });
     return decoded.value;
   }
 

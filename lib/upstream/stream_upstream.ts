@@ -156,7 +156,7 @@ export class StreamUpstream implements Upstream {
     if (!acquired.ok) return failure(acquired.kind, this.name, acquired.message);
     const r = await acquired.conn.exchange(query, question, deadline);
     return r.ok
-      ? { ok: true, reply: r.reply, upstream: this.name }
+      ? { ok: true, reply: r.reply, msg: r.msg, upstream: this.name }
       : failure(r.kind, this.name, r.message);
   }
 

@@ -233,7 +233,7 @@ export class UdpUpstream implements Upstream {
     if ("kind" in channel) return failure(channel.kind, this.name, channel.message);
     const r = await channel.exchange(query, question, deadline);
     return r.ok
-      ? { ok: true, reply: r.reply, upstream: this.name }
+      ? { ok: true, reply: r.reply, msg: r.msg, upstream: this.name }
       : failure(r.kind, this.name, r.message);
   }
 

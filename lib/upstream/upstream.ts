@@ -2,7 +2,7 @@
  * The contract between the query pipeline and whatever answers upstream. Failures come back as
  * typed values (never thrown), so one place — the pipeline — turns them into rcodes.
  */
-import { decodeQuery, type Question } from "../dns/message.ts";
+import { decodeQuery, type Message, type Question } from "../dns/message.ts";
 import { type HopEdns, upstreamQuery } from "../dns/edns.ts";
 
 /**
@@ -29,8 +29,11 @@ export interface UpstreamError {
   message: string;
 }
 
-/** The outcome of one exchange: the reply bytes (ID still the upstream's), or why not. */
-export type Exchange = { ok: true; reply: Uint8Array; upstream: string } | {
+/**
+ * The outcome of one exchange: the reply bytes (ID still the upstream's) and, when the upstream
+ * already decoded them to match the question, the decoded form (so nobody decodes twice); or why not.
+ */
+export type Exchange = { ok: true; reply: Uint8Array; msg?: Message; upstream: string } | {
   ok: false;
   error: UpstreamError;
 };
