@@ -9,8 +9,9 @@
  * queries (closed loop, many outstanding), in 1b an open-loop Deno sender (a child process) floods
  * half valid queries, half garbage as fast as it can. Phase 2 runs without rate limiting and the
  * Deno sender floods garbage only. Phase 3 (no rate limit) is no flood: 300/s well-formed queries
- * whose QTYPE is a meta-type, which dotproxy forwards and unbound answers FORMERR — up to 100 error
- * answers a second, after which it drops them and so closes the DoT connection. (dnsperf and the
+ * whose QTYPE is a meta-type. Forwarded, unbound answers them FORMERR, but only 100 error answers
+ * a second; beyond that it drops them and so closes the DoT connection (dotproxy answers them
+ * itself since 3eb80a7; this phase checks that they cost other clients nothing). (dnsperf and the
  * open-loop sender are not combined: the sender overflows dotproxy's socket, and dnsperf then
  * spends its slots waiting out timeouts.)
  * Loopback only; bounded; every process started is stopped.
