@@ -117,7 +117,11 @@ export class DohUpstream implements Upstream {
   async exchange(query: Uint8Array, question: Question, deadline: number): Promise<Exchange> {
     if (this.#closing) return failure("closed", this.name, "upstream is shutting down");
     // Like a stream upstream with no open connection: while failing, only the probe asks.
-    if (!this.health.available()) return failure("down", this.name, "backing off after failures");
+    if (!this.health.available()) {
+      const down = failure("down", this.name, "backing off after failures");
+      this.#monitor.record(down); // may bring the probe forward
+      return down;
+    }
     const result = await this.#post(forHop(query, this.opts.edns), question, deadline);
     this.#monitor.record(result);
     return result;

@@ -3,14 +3,19 @@
  * schedule a background probe when the backoff ends, and episodes are logged once (the first
  * failure and the recovery, not every failed query). Clients never pay for probing: while an
  * upstream is failing, only the probe finds out whether it is back.
+ *
+ * The backoff grows while nobody needs the upstream, but clients turned away with `down` bring the
+ * next probe forward, at most one per `baseMs`: under traffic an upstream that comes back is
+ * noticed within about a second, not after a backoff that grew to `maxMs` during the outage.
  */
 import { decodeQuery, type Question, RRType } from "../dns/message.ts";
 import { encodeQuery } from "../dns/reply.ts";
 import type { Cancel, Clock } from "../sys/clock.ts";
+import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
 import type { Random } from "../sys/random.ts";
 import { type BackoffOptions, Health } from "./health.ts";
-import type { Exchange, UpstreamErrorKind } from "./upstream.ts";
+import { type Exchange, failure, type UpstreamErrorKind } from "./upstream.ts";
 
 /** The probe sent to a failing upstream: ". NS", which every recursive resolver can answer. */
 export const PROBE = encodeQuery({ id: 0, name: ".", qtype: RRType.NS });
@@ -47,6 +52,8 @@ const log = logger("upstream");
 export class HealthMonitor {
   readonly health: Health;
   #cancelProbe: Cancel | null = null;
+  #probing = false;
+  #lastProbeAt = -Infinity;
   #closed = false;
   #counts: ReadonlySet<UpstreamErrorKind>;
 
@@ -55,7 +62,10 @@ export class HealthMonitor {
     this.#counts = new Set(opts.counts);
   }
 
-  /** Records an exchange's outcome: a success ends an episode, a counted failure extends one. */
+  /**
+   * Records an exchange's outcome: a success ends an episode, a counted failure extends one, and a
+   * query turned away as `down` asks for an early probe.
+   */
   record(result: Exchange): void {
     if (result.ok) {
       if (this.health.succeed()) {
@@ -64,7 +74,8 @@ export class HealthMonitor {
       return;
     }
     const { kind, message } = result.error;
-    if (this.#counts.has(kind)) this.fail(kind, message);
+    if (kind === "down") this.#probeOnDemand();
+    else if (this.#counts.has(kind)) this.fail(kind, message);
   }
 
   /** Records a failure found outside an exchange result (e.g. a background dial). */
@@ -91,17 +102,43 @@ export class HealthMonitor {
 
   /** One probe at a time, due when the backoff ends; it reschedules itself while failing. */
   #scheduleProbe(): void {
-    if (this.#cancelProbe || this.#closed) return;
+    if (this.#cancelProbe || this.#probing || this.#closed) return;
     const { clock } = this.opts;
-    this.#cancelProbe = clock.schedule(this.health.retryAt - clock.now(), async () => {
-      this.#cancelProbe = null; // a failure during this probe schedules the next one
-      const result = await this.opts.probe(clock.now() + this.opts.probeBudgetMs);
-      if (this.#closed) return;
-      log.debug("probe of {upstream}: {outcome}", {
-        upstream: this.opts.name,
-        outcome: result.ok ? "answered" : result.error.message,
-      });
-      this.record(result);
+    this.#cancelProbe = clock.schedule(this.health.retryAt - clock.now(), () => {
+      this.#cancelProbe = null;
+      this.#probe();
     });
+  }
+
+  /** A client was turned away: probe now unless a probe ran within the base backoff period. */
+  #probeOnDemand(): void {
+    if (this.#probing || this.#closed || this.health.available()) return;
+    if (this.opts.clock.now() - this.#lastProbeAt < this.opts.backoff.baseMs) return;
+    this.#cancelProbe?.();
+    this.#cancelProbe = null;
+    this.#probe();
+  }
+
+  async #probe(): Promise<void> {
+    const { clock } = this.opts;
+    this.#probing = true;
+    this.#lastProbeAt = clock.now();
+    let result: Exchange;
+    try {
+      result = await this.opts.probe(clock.now() + this.opts.probeBudgetMs);
+    } catch (err) { // probes report failures as values; a throw is a bug, but must not crash
+      result = failure("protocol", this.opts.name, `probe threw: ${errText(err)}`);
+    } finally {
+      this.#probing = false;
+    }
+    if (this.#closed) return;
+    log.debug("probe of {upstream}: {outcome}", {
+      upstream: this.opts.name,
+      outcome: result.ok ? "answered" : result.error.message,
+    });
+    this.record(result);
+    // A failure the probe's upstream records itself (a dial) or does not count (overloaded)
+    // schedules nothing here; still failing must always mean a probe is due.
+    if (!this.health.available()) this.#scheduleProbe();
   }
 }
