@@ -79,6 +79,15 @@ function pipelineOptions(
   queryLog: QueryLog | null,
 ): PipelineOptions {
   const rl = config.rateLimit;
+  const perPrefix = (qps: number, burst: number) =>
+    new RateLimiter({
+      clock,
+      qps,
+      burst,
+      ipv4Prefix: rl.ipv4Prefix,
+      ipv6Prefix: rl.ipv6Prefix,
+      maxBuckets: rl.maxBuckets,
+    });
   return {
     upstream,
     clock,
@@ -90,17 +99,10 @@ function pipelineOptions(
     serveStale: config.cache.serveStale ? { answerAfterMs: config.cache.staleAnswerAfterMs } : null,
     prefetch: config.cache.prefetch,
     rateLimit: rl.qps > 0
-      ? {
-        limiter: new RateLimiter({
-          clock,
-          qps: rl.qps,
-          burst: rl.burst,
-          ipv4Prefix: rl.ipv4Prefix,
-          ipv6Prefix: rl.ipv6Prefix,
-          maxBuckets: rl.maxBuckets,
-        }),
-        action: rl.action,
-      }
+      ? { limiter: perPrefix(rl.qps, rl.burst), action: rl.action, slip: rl.slip }
+      : null,
+    errorLimit: rl.errorsQps > 0
+      ? perPrefix(rl.errorsQps, Math.max(1, Math.ceil(2 * rl.errorsQps)))
       : null,
     anyQueries: config.policy.anyQueries,
     metrics,

@@ -164,7 +164,16 @@ const SECTIONS = {
     "prefetch",
   ],
   access: ["allow", "deny", "action"],
-  rate_limit: ["qps", "burst", "ipv4_prefix", "ipv6_prefix", "action", "max_buckets"],
+  rate_limit: [
+    "qps",
+    "burst",
+    "ipv4_prefix",
+    "ipv6_prefix",
+    "action",
+    "max_buckets",
+    "slip",
+    "errors_qps",
+  ],
   policy: ["any_queries"],
   admin: ["address"],
   query_log: ["enabled", "sink", "path", "syslog_address", "format"],
@@ -779,6 +788,8 @@ function rateLimitSection(r: Table): RateLimitConfig {
     ipv6Prefix: integer(r, "rate_limit", "ipv6_prefix", D.ipv6Prefix, LIMITS.ipv6Prefix),
     action: oneOf(r, "rate_limit", "action", D.action, RATE_LIMIT_ACTIONS),
     maxBuckets: integer(r, "rate_limit", "max_buckets", D.maxBuckets, LIMITS.maxBuckets),
+    slip: integer(r, "rate_limit", "slip", D.slip, LIMITS.rateLimitSlip),
+    errorsQps: number(r, "rate_limit", "errors_qps", D.errorsQps, LIMITS.rateLimitQps),
   };
 }
 

@@ -221,6 +221,18 @@ export interface RateLimitConfig {
   action: typeof RATE_LIMIT_ACTIONS[number];
   /** max_buckets: most client prefixes tracked; the least recently seen are forgotten. */
   maxBuckets: number;
+  /**
+   * slip, 0..10: with "truncate" or "refuse", only every slip-th query over the limit gets that
+   * answer and the rest are dropped (BIND's RRL slip): 1 answers all, 0 none. Default 2.
+   */
+  slip: number;
+  /**
+   * errors_qps: error answers dotproxy makes itself over UDP (FORMERR, NOTIMP, BADVERS, REFUSED)
+   * per second per client prefix, bursts of twice that; beyond it they are dropped. On even when
+   * `qps` is 0: a garbage flood then costs reads, not sends, and cannot be reflected at a spoofed
+   * source. 0 = unlimited. Default 10.
+   */
+  errorsQps: number;
 }
 
 /** How ANY queries are answered. */
@@ -382,6 +394,8 @@ export const DEFAULT_RATE_LIMIT: Readonly<RateLimitConfig> = Object.freeze({
   ipv6Prefix: 56,
   action: "truncate",
   maxBuckets: 100_000,
+  slip: 2,
+  errorsQps: 10,
 });
 
 /** [policy] defaults. */
@@ -412,6 +426,7 @@ export const LIMITS = Object.freeze({
   maxTtlSeconds: 2_147_483_647,
   rateLimitQps: { min: 0, max: 1_000_000 },
   rateLimitBurst: { min: 1, max: 10_000_000 },
+  rateLimitSlip: { min: 0, max: 10 },
   ipv4Prefix: { min: 8, max: 32 },
   ipv6Prefix: { min: 16, max: 128 },
   maxBuckets: { min: 1, max: 10_000_000 },

@@ -4,8 +4,11 @@
  */
 import type { Answer, Query } from "../pipeline/pipeline.ts";
 
-/** The pipeline's entry point as seen by a listener. */
-export type Handler = (query: Query) => Promise<Answer | null>;
+/**
+ * The pipeline's entry point as seen by a listener: answers it can give at once come back as
+ * values, those that wait on an upstream as a promise.
+ */
+export type Handler = (query: Query) => Answer | null | Promise<Answer | null>;
 
 /** A bound listener. */
 export interface Listener {

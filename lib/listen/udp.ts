@@ -75,20 +75,21 @@ class UdpListener implements Listener {
       }
       if (!this.#accepting) continue;
       const [view, addr] = datagram;
-      this.#serve(view.slice(), addr as Deno.NetAddr);
+      const client = addr as Deno.NetAddr;
+      const answer = this.handle({ bytes: view.slice(), client, transport: "udp" });
+      // Refusals, errors and cache hits are sent in this turn; misses when their answer comes.
+      if (answer instanceof Promise) answer.then((a) => this.#reply(a, client));
+      else this.#reply(answer, client);
     }
   }
 
-  async #serve(bytes: Uint8Array, client: Deno.NetAddr): Promise<void> {
-    const answer = await this.handle({ bytes, client, transport: "udp" });
+  #reply(answer: Answer | null, client: Deno.NetAddr): void {
     if (!answer || this.#closed) return;
-    try {
-      await this.socket.send(fitUdp(answer), client);
-    } catch (err) {
+    this.socket.send(fitUdp(answer), client).catch((err) =>
       log.debug("UDP send to {client} failed: {err}", {
         client: client.hostname,
         err: String(err),
-      });
-    }
+      })
+    );
   }
 }

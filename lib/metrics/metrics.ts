@@ -31,8 +31,11 @@ export const UPSTREAM_ERROR_KINDS: readonly string[] = [
   "protocol",
 ];
 
-/** Why a query got no answer at all: unreadable bytes, or a response (QR=1) sent to us. */
-export type DropReason = "malformed" | "response";
+/**
+ * Why a query got no answer at all: unreadable bytes, a response (QR=1) sent to us, or an error
+ * answer over UDP beyond the client's `errors_qps` budget.
+ */
+export type DropReason = "malformed" | "response" | "error_limit";
 
 /**
  * Latency bucket upper bounds in seconds: 0.1 ms (a cache hit) to 5 s (the default
@@ -131,7 +134,13 @@ const NP = LISTENER_PROTOCOLS.length;
 const NQ = QTYPE_LABELS.length;
 const NR = RCODE_LABELS.length;
 /** Columns of the per-protocol policy counters. */
-const REFUSED = 0, RATE_LIMITED = 1, DROP_MALFORMED = 2, DROP_RESPONSE = 3, NPOL = 4;
+const REFUSED = 0, RATE_LIMITED = 1, DROP_MALFORMED = 2, DROP_RESPONSE = 3, DROP_ERROR_LIMIT = 4;
+const NPOL = 5;
+const DROP_COLUMNS: Record<DropReason, number> = {
+  malformed: DROP_MALFORMED,
+  response: DROP_RESPONSE,
+  error_limit: DROP_ERROR_LIMIT,
+};
 
 function protocolIndex(p: ListenerProtocol): number {
   switch (p) {
@@ -284,7 +293,7 @@ export class Metrics {
   readonly #queries = new Float64Array(NP * NQ * NR);
   /** Series = protocol * 2 + (cache hit ? 1 : 0). */
   readonly #latency = new BucketCounts(NP * 2, LATENCY_BUCKETS);
-  /** [protocol][REFUSED | RATE_LIMITED | DROP_MALFORMED | DROP_RESPONSE]. */
+  /** [protocol][REFUSED | RATE_LIMITED | DROP_MALFORMED | DROP_RESPONSE | DROP_ERROR_LIMIT]. */
   readonly #policy = new Float64Array(NP * NPOL);
   readonly #alwaysShown: boolean[];
   #prefetches = 0;
@@ -319,7 +328,7 @@ export class Metrics {
   dropped(protocol: ListenerProtocol, reason: DropReason): void {
     this
       .#policy[
-        protocolIndex(protocol) * NPOL + (reason === "response" ? DROP_RESPONSE : DROP_MALFORMED)
+        protocolIndex(protocol) * NPOL + DROP_COLUMNS[reason]
       ]++;
   }
 
@@ -448,17 +457,13 @@ export class Metrics {
     );
     counter(
       "dotproxy_dropped_queries_total",
-      "Queries given no answer: malformed (unreadable) or response (QR=1, never answered).",
+      "Queries given no answer: malformed (unreadable), response (QR=1, never answered) or " +
+        "error_limit (an error answer over UDP beyond the client's errors_qps).",
       ["protocol", "reason"],
       (emit) => {
-        for (
-          const [col, reason] of [[DROP_MALFORMED, "malformed"], [
-            DROP_RESPONSE,
-            "response",
-          ]] as const
-        ) {
+        for (const reason of Object.keys(DROP_COLUMNS) as DropReason[]) {
           for (let p = 0; p < NP; p++) {
-            const v = this.#policy[p * NPOL + col];
+            const v = this.#policy[p * NPOL + DROP_COLUMNS[reason]];
             if (v !== 0 || this.#alwaysShown[p]) {
               emit({ protocol: LISTENER_PROTOCOLS[p], reason }, v);
             }

@@ -76,7 +76,20 @@ export interface PipelineOptions {
   serveStale?: { answerAfterMs: number } | null;
   /** Refresh popular entries in the last 10% of their TTL. */
   prefetch?: boolean;
-  rateLimit?: { limiter: RateLimiter; action: "drop" | "truncate" | "refuse" } | null;
+  /**
+   * Per-client rate limit. Over UDP only every `slip`-th query over the limit gets the action's
+   * answer (TC=1 or REFUSED), the rest are dropped; `slip` 1 (the default) answers all, 0 none.
+   */
+  rateLimit?: {
+    limiter: RateLimiter;
+    action: "drop" | "truncate" | "refuse";
+    slip?: number;
+  } | null;
+  /**
+   * Budget per client prefix for error answers made here (FORMERR, NOTIMP, BADVERS, REFUSED) over
+   * UDP; beyond it they are dropped. Null: unlimited.
+   */
+  errorLimit?: RateLimiter | null;
   /** ANY queries: RFC 8482 minimal answer, REFUSED, or forwarded as they are. */
   anyQueries?: "rfc8482" | "refuse" | "forward";
   metrics?: Metrics | null;
@@ -119,6 +132,8 @@ interface Outcome {
 /** The transport-independent query handler, tracking what is in flight for graceful shutdown. */
 export class Pipeline {
   #inFlight = 0;
+  /** Queries over the rate limit since the last one that got an answer (see `slip`). */
+  #overLimit = 0;
   #drainWaiters: (() => void)[] = [];
   #coalescer = new Coalescer<Forwarded>();
   /** Queries shed because max_in_flight was reached. */
@@ -144,13 +159,14 @@ export class Pipeline {
 
   /**
    * Answers one query; null means send nothing (unparseable, a response, or policy says drop).
-   * Everything that needs no upstream — refusals, local answers, cache hits — is decided
-   * synchronously; only a miss becomes asynchronous work, counted in `inFlight`.
+   * Everything that needs no upstream — refusals, local answers, cache hits — is decided and
+   * returned synchronously (no promise, so a listener can reply in the same turn); only a miss
+   * becomes asynchronous work, counted in `inFlight`.
    */
-  handle(query: Query, policy?: ListenerPolicy): Promise<Answer | null> {
+  handle(query: Query, policy?: ListenerPolicy): Answer | null | Promise<Answer | null> {
     const started = this.opts.clock.now();
     const now = this.#decide(query, policy, started);
-    if (now === null || !("miss" in now)) return Promise.resolve(now);
+    if (now === null || !("miss" in now)) return now;
     this.#inFlight++;
     return this.#resolve(query, now, started).finally(() => {
       if (--this.#inFlight === 0) { for (const wake of this.#drainWaiters.splice(0)) wake(); }
@@ -165,14 +181,20 @@ export class Pipeline {
     // costs us work (or a FORMERR reflected at a spoofed source).
     const client = query.client.hostname;
     let turnedAway: "refuse" | "drop" | "truncate" | null = null;
+    // Over the rate limit (its answers are thinned by slip), as opposed to outside the ACL.
+    let limited = false;
+    const rateLimit = this.opts.rateLimit;
     if (policy && !policy.acl.allows(client)) {
       metrics?.aclRefused(transport);
       turnedAway = policy.aclAction;
-    } else if (this.opts.rateLimit && !this.opts.rateLimit.limiter.allow(client)) {
+    } else if (rateLimit && !rateLimit.limiter.allow(client)) {
       metrics?.rateLimited(transport);
-      turnedAway = this.opts.rateLimit.action;
-      // A TC=1 answer only makes sense over UDP: over a stream the client cannot retry elsewhere.
-      if (turnedAway === "truncate" && transport !== "udp") turnedAway = "drop";
+      turnedAway = rateLimit.action;
+      limited = true;
+      if (transport !== "udp") {
+        // A TC=1 answer only makes sense over UDP: over a stream the client cannot retry elsewhere.
+        if (turnedAway === "truncate") turnedAway = "drop";
+      } else if (turnedAway !== "drop" && !this.#slips(rateLimit.slip ?? 1)) turnedAway = "drop";
     }
     if (turnedAway === "drop") return null;
 
@@ -191,6 +213,7 @@ export class Pipeline {
         client,
         reason: decoded.error.message,
       }));
+      if (!this.#withinErrorBudget(query)) return null;
       return this.#done(query, started, null, {
         bytes: formErrFromHeader(header.value),
         cacheHit: false,
@@ -207,7 +230,10 @@ export class Pipeline {
       : CLASSIC_UDP_SIZE;
     const local = (b: Uint8Array) =>
       this.#done(query, started, msg, { bytes: b, cacheHit: false, upstream: null }, maxUdpSize);
-    const refuse = (rcode: number) => local(errorReply(msg, bytes, rcode, { udpSize: udpMaxSize }));
+    const refuse = (rcode: number) =>
+      limited || this.#withinErrorBudget(query)
+        ? local(errorReply(msg, bytes, rcode, { udpSize: udpMaxSize }))
+        : null;
 
     if (turnedAway === "refuse") return refuse(Rcode.REFUSED);
     if (turnedAway === "truncate") {
@@ -247,6 +273,25 @@ export class Pipeline {
       return this.opts.overload === "drop" ? null : refuse(Rcode.REFUSED);
     }
     return { miss: true, msg, key, maxUdpSize };
+  }
+
+  /** Whether this query over the rate limit gets its answer: every `slip`-th one does (RRL). */
+  #slips(slip: number): boolean {
+    if (slip <= 1) return slip === 1;
+    if (++this.#overLimit < slip) return false;
+    this.#overLimit = 0;
+    return true;
+  }
+
+  /**
+   * Over UDP an error answer costs a send and can be reflected at a spoofed source: it is sent
+   * only within the client prefix's error budget, else dropped (and counted).
+   */
+  #withinErrorBudget(query: Query): boolean {
+    const limit = this.opts.errorLimit;
+    if (!limit || query.transport !== "udp" || limit.allow(query.client.hostname)) return true;
+    this.opts.metrics?.dropped("udp", "error_limit");
+    return false;
   }
 
   /** A miss: upstream (coalesced, with serve-stale as the fallback), then SERVFAIL. */

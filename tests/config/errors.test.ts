@@ -1307,6 +1307,18 @@ const cases: Case[] = [
     message: "must be 1-10000000",
   },
   {
+    name: "slip above 10",
+    toml: MINIMAL + `[rate_limit]\nslip = 11\n`,
+    key: "rate_limit.slip",
+    message: "must be 0-10",
+  },
+  {
+    name: "negative errors_qps",
+    toml: MINIMAL + `[rate_limit]\nerrors_qps = -1\n`,
+    key: "rate_limit.errors_qps",
+    message: "must be 0-1000000",
+  },
+  {
     name: "rate limit near miss",
     toml: MINIMAL + `[rate_limit]\nbrust = 10\n`,
     key: "rate_limit.brust",

@@ -143,6 +143,8 @@ ipv4_prefix = 32
 ipv6_prefix = 128
 action = "refuse"
 max_buckets = 1_000
+slip = 3
+errors_qps = 5
 [policy]
 any_queries = "forward"
 [admin]
@@ -204,6 +206,8 @@ format = "text"
         ipv6Prefix: 128,
         action: "refuse",
         maxBuckets: 1_000,
+        slip: 3,
+        errorsQps: 5,
       });
       assert.deepEqual(c.policy, { anyQueries: "forward" });
       assert.deepEqual(c.admin, { hostname: "127.0.0.1", port: 9153 });
@@ -657,6 +661,23 @@ tls_name = "other.example.net"
     check: (c) => {
       assert.equal(c.rateLimit.ipv4Prefix, 8);
       assert.equal(c.rateLimit.ipv6Prefix, 16);
+    },
+  },
+
+  {
+    name: "error answers are limited by default; slip 0 answers none over the limit",
+    toml: MINIMAL + `[rate_limit]\nslip = 0\n`,
+    check: (c) => {
+      assert.equal(c.rateLimit.slip, 0);
+      assert.equal(c.rateLimit.errorsQps, 10);
+    },
+  },
+  {
+    name: "errors_qps 0 lifts the error budget; slip defaults to 2",
+    toml: MINIMAL + `[rate_limit]\nerrors_qps = 0\n`,
+    check: (c) => {
+      assert.equal(c.rateLimit.errorsQps, 0);
+      assert.equal(c.rateLimit.slip, 2);
     },
   },
 

@@ -5,6 +5,7 @@ import { ResponseCache } from "../../lib/cache/cache.ts";
 import { Pipeline, type PipelineOptions, type Query } from "../../lib/pipeline/pipeline.ts";
 import { Acl, parseCidrList } from "../../lib/policy/acl.ts";
 import { RateLimiter } from "../../lib/policy/rate_limit.ts";
+import { Metrics } from "../../lib/metrics/metrics.ts";
 import { type Exchange, failure, type Upstream } from "../../lib/upstream/upstream.ts";
 import { buildQuery, parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
@@ -51,13 +52,13 @@ function setup(extra: Partial<PipelineOptions> = {}) {
     ...extra,
   });
   const ask = (name: string, id = 1, client = "127.0.0.1", type = "A") =>
-    pipeline.handle(
+    Promise.resolve(pipeline.handle(
       {
         bytes: buildQuery(name, type, id),
         transport: "udp",
         client: { hostname: client, port: 5353 },
       } satisfies Query,
-    );
+    ));
   return { clock, held, cache, pipeline, ask };
 }
 
@@ -199,6 +200,62 @@ Deno.test("over the rate limit a UDP client gets an empty TC=1 answer", async ()
   assert.equal(limited.flag_tc, true);
   assert.equal(limited.answers?.length ?? 0, 0);
   assert.equal(limited.id, 2);
+});
+
+Deno.test("over the rate limit only every slip-th UDP query is answered, the others dropped", async () => {
+  const clock = new FakeClock();
+  const limiter = new RateLimiter({ clock, qps: 1, burst: 1 }); // the clock stands still: no refill
+  const { pipeline } = setup({ rateLimit: { limiter, action: "truncate", slip: 3 } });
+  const over = (transport: "udp" | "tcp") =>
+    pipeline.handle({
+      bytes: buildQuery("slip.test", "ANY", 7), // answered locally when allowed
+      transport,
+      client: { hostname: "192.0.2.1", port: 1 },
+    });
+  assert.equal(parse((await over("udp"))!.bytes).flag_tc, false, "within the burst");
+  const answered = [];
+  for (let i = 0; i < 6; i++) answered.push((await over("udp"))?.bytes[2]! & 0x02 ? "TC" : null);
+  assert.deepEqual(answered, [null, null, "TC", null, null, "TC"]);
+});
+
+Deno.test("slip does not thin REFUSED over TCP, and slip 0 answers nothing over UDP", async () => {
+  const clock = new FakeClock();
+  const limiter = new RateLimiter({ clock, qps: 1, burst: 1 });
+  const { pipeline } = setup({ rateLimit: { limiter, action: "refuse", slip: 0 } });
+  const over = (transport: "udp" | "tcp") =>
+    pipeline.handle({
+      bytes: buildQuery("slip.test", "ANY", 8),
+      transport,
+      client: { hostname: "192.0.2.1", port: 1 },
+    });
+  await over("udp"); // the burst
+  for (let i = 0; i < 3; i++) assert.equal(await over("udp"), null);
+  for (let i = 0; i < 3; i++) assert.equal(parse((await over("tcp"))!.bytes).rcode, "REFUSED");
+});
+
+Deno.test("error answers over UDP beyond the client's error budget are dropped and counted", async () => {
+  const clock = new FakeClock();
+  const metrics = new Metrics({ protocols: ["udp", "tcp"] });
+  const errorLimit = new RateLimiter({ clock, qps: 1, burst: 2 });
+  const { pipeline } = setup({ errorLimit, metrics });
+  const send = (bytes: Uint8Array, client: string, transport: "udp" | "tcp" = "udp") =>
+    pipeline.handle({ bytes, transport, client: { hostname: client, port: 1 } });
+  const garbage = buildQuery("x.test", "A", 9).subarray(0, 14); // readable header: FORMERR
+  const rcode = (a: { bytes: Uint8Array } | null) => a && parse(a.bytes).rcode;
+  assert.equal(rcode(await send(garbage, "192.0.2.1")), "FORMERR");
+  assert.equal(rcode(await send(buildQuery("m.test", "AXFR", 9), "192.0.2.1")), "REFUSED");
+  assert.equal(await send(garbage, "192.0.2.1"), null, "budget spent");
+  assert.equal(await send(buildQuery("m.test", "AXFR", 9), "192.0.2.1"), null);
+  assert.equal(rcode(await send(garbage, "198.51.100.1")), "FORMERR", "another client's budget");
+  assert.equal(rcode(await send(garbage, "192.0.2.1", "tcp")), "FORMERR", "TCP is not limited");
+  const any = await send(buildQuery("a.test", "ANY", 9), "192.0.2.1");
+  assert.equal(rcode(any), "NOERROR", "answers that are not errors are not limited");
+  clock.advance(1000);
+  assert.equal(rcode(await send(garbage, "192.0.2.1")), "FORMERR", "refilled");
+  assert.match(
+    await metrics.render(),
+    /dotproxy_dropped_queries_total\{protocol="udp",reason="error_limit"\} 2\b/,
+  );
 });
 
 Deno.test("an ANY query gets the RFC 8482 minimal answer and never goes upstream", async () => {
