@@ -282,11 +282,25 @@ async function abuseTcp(p: TestProxy, rng: Rng): Promise<void> {
         await c.send(sentinel(0x6b00 + round));
         await awaitSentinel(c, 0x6b00 + round);
       });
-      // Framed garbage, half-closed: pending answers may still come, then the proxy closes.
+      // Framed garbage, half-closed: pending answers may still come, then the proxy closes. A
+      // query whose mangled name the fake upstream echoes back differently is never matched and
+      // waits for its deadline, so the fake clock is moved on while the answers are drained.
       await withConn(async (c) => {
         await c.sendRaw(concat(framedGarbage(50, 10)));
         await c.closeWrite();
-        while (await c.read() !== null) { /* drain */ }
+        let closed = false;
+        const drained = (async () => {
+          try {
+            while (await c.read() !== null) { /* drain */ }
+          } finally {
+            closed = true;
+          }
+        })();
+        await settle(p, () => closed).catch(async (err) => {
+          await drained; // its error, when it has one, says more than "not at rest"
+          throw err;
+        });
+        await drained;
       });
       await settle(p, idle);
     }
