@@ -7,6 +7,7 @@
  *
  *   deno run -A bench/soak.ts [--seconds 60] [--udp-qps 1500] [--tcp-qps 200]
  *     [--garbage-pps 1000] [--quiet-wait 120] [--proxy-output FILE]
+ *     [--burst-ticks 3 | --catch-up] [--stall T:MS[,T:MS...]]
  *
  * Narrower, from the project root (Deno 2 lets only -A read /proc, so RSS and CPU are then read
  * through `sh -c cat`; `--allow-run=sh` is as strong as -A anyway):
@@ -16,6 +17,13 @@
  *
  * --quiet-wait: first wait up to this many seconds for other processes to go quiet.
  * --proxy-output: write dotproxy's whole stdout+stderr there (e.g. with DENO_V8_FLAGS=--trace-gc).
+ * --burst-ticks: the load is sent in 10 ms ticks; a late tick (this script's own GC or JIT, its
+ *   samplers, a busy machine) sends at most this many ticks' worth of each stream and skips the
+ *   rest of the backlog, counted as "skipped: generator late" (default 3).
+ * --catch-up: the old pacing: a late tick sends the whole backlog at once (one burst on
+ *   dotproxy's UDP socket, whose default receive buffer holds only ~256 small datagrams).
+ * --stall: block this script's event loop for MS ms at T s into the load (a synthetic generator
+ *   stall, to see what a late tick does with and without --catch-up).
  *
  * Exit code: 0 pass, 1 a check failed (lost queries outside the down windows, RSS peak growth above
  * 20% after warm-up in runs of 30 s or more, dotproxy crashed or did not stop cleanly), 2 usage.
@@ -338,6 +346,18 @@ export async function udpRcvbufErrors(): Promise<number> {
   if (rows.length < 2) return NaN;
   const names = rows[0].split(/\s+/);
   return Number(rows[1].split(/\s+/)[names.indexOf("RcvbufErrors")]);
+}
+
+/**
+ * Machine-wide CPU time from /proc/stat in ticks (1/100 s): busy (user, nice, system, irq,
+ * softirq, steal) and steal alone (time the hypervisor gave this VM's vCPUs to someone else).
+ */
+export async function cpuStat(): Promise<{ busy: number; steal: number }> {
+  const line = (await readProcFile("/proc/stat")).split("\n").find((l) => l.startsWith("cpu "));
+  const f = (line ?? "").trim().split(/\s+/).slice(1).map(Number);
+  if (f.length < 8) return { busy: NaN, steal: NaN };
+  const [user, nice, system, , , irq, softirq, steal] = f;
+  return { busy: user + nice + system + irq + softirq + steal, steal };
 }
 
 /**
@@ -936,6 +956,44 @@ export const TALLY_HEADER = [
 // ---------------------------------------------------------------------------------------------
 // The soak run
 
+/** The load is sent in ticks of this many ms. */
+const TICK_MS = 10;
+
+/**
+ * One stream of the load at a fixed rate: each tick asks how many are due by now. At most `cap`
+ * are sent in one tick; a larger backlog (the tick came late) is skipped and counted, not sent
+ * later. `cap` Infinity is the old catch-up pacing.
+ */
+class Pacer {
+  /** Sent or skipped. */
+  done = 0;
+  skipped = 0;
+
+  constructor(readonly rate: number, readonly cap: number) {}
+
+  /** How many to send now, `s` seconds into the load. */
+  due(s: number): number {
+    const due = Math.ceil(this.rate * s) - this.done;
+    if (due <= 0) return 0;
+    const k = Math.min(due, this.cap);
+    this.skipped += due - k;
+    this.done += due;
+    return k;
+  }
+}
+
+/** `--stall T:MS[,T:MS...]`: [at ms, for ms], sorted. Exits 2 if malformed. */
+function stallArg(args: string[]): [number, number][] {
+  const i = args.indexOf("--stall");
+  if (i < 0) return [];
+  const out = (args[i + 1] ?? "").split(",").map((x) => x.split(":").map(Number));
+  if (!out.every((x) => x.length === 2 && x.every((v) => Number.isFinite(v) && v >= 0))) {
+    console.error("--stall needs T:MS[,T:MS...] (seconds into the load, milliseconds)");
+    Deno.exit(2);
+  }
+  return out.map(([t, d]) => [t * 1000, d] as [number, number]).sort((a, b) => a[0] - b[0]);
+}
+
 /**
  * A small cache (full after a few seconds, so later memory growth is not the cache filling) whose
  * entries expire every 10 s, so repeated names go through prefetch and, while the upstream is
@@ -958,12 +1016,26 @@ async function soak(args: string[]): Promise<number> {
   // Down windows at 25-33% and 58-67% of the run: 15-20 s and 35-40 s of 60 s.
   const downs = [[0.25, 1 / 3], [7 / 12, 2 / 3]].map(([a, b]) => [a * seconds, b * seconds]);
   const tag = Math.random().toString(36).slice(2, 8);
+  const catchUp = args.includes("--catch-up");
+  const burstTicks = Math.max(1, numArg(args, "burst-ticks", 3));
+  const stalls = stallArg(args);
 
   console.log(
     `soak: ${seconds} s; UDP ${udpQps} qps on ${udpSockets} sockets (half over ` +
       `${repeatNames} repeated names, half unique), TCP ${tcpQps} qps on ${tcpConns} connections, ` +
       `UDP garbage ${garbagePps}/s, junk TCP ${junkTcpPerSec}/s (at most ${maxJunkTcp} open); ` +
       `upstream down at ${downs.map(([a, b]) => `${a.toFixed(0)}-${b.toFixed(0)} s`).join(", ")}`,
+  );
+  console.log(
+    `  pacing: ${TICK_MS} ms ticks, ${
+      catchUp
+        ? "--catch-up (a late tick sends the whole backlog)"
+        : `a late tick sends at most ${burstTicks} ticks' worth, the rest is skipped`
+    }${
+      stalls.length
+        ? `; synthetic stalls ${stalls.map(([t, d]) => `${d} ms at ${t / 1000} s`).join(", ")}`
+        : ""
+    }`,
   );
 
   const waited = await waitForQuiet(numArg(args, "quiet-wait", 120));
@@ -987,13 +1059,24 @@ async function soak(args: string[]): Promise<number> {
   }, (seconds + 90) * 1000);
 
   try {
+    const spawnAt = performance.now();
     proxy = await startProxy(upstreamPort, CACHE_TOML);
     const pid = proxy.pid;
     const target = proxy.dns;
+    // Warm up what the progress line uses before the load: the first toLocaleString loads ICU
+    // data (12-14 ms here), which stalled the load's ticks at the first progress line (5 s).
+    n(0);
+    await scrape(proxy.adminPort).catch(() => {});
     const rcvbuf0 = await udpRcvbufErrors();
+    const proxyKey = `127.0.0.1:${target.port}`;
+    const proxyDrops0 = (await udpDrops()).get(proxyKey) ?? NaN;
     const snap0 = await procSnapshot(pid);
     const cpu = new CpuMeter(snap0);
     const t0 = performance.now();
+    console.log(
+      `  load starts ${(t0 - spawnAt).toFixed(0)} ms after dotproxy was spawned (times below ` +
+        `are from the load's start)`,
+    );
     const now = () => performance.now() - t0;
     let crashed: number | null = null;
     proxy.cli.child.status.then((s) => crashed = s.code);
@@ -1058,10 +1141,64 @@ async function soak(args: string[]): Promise<number> {
       }
     })();
 
-    // The load: every 10 ms, send what the rates say should have been sent by now.
-    let udpSent = 0, tcpSent = 0, garbageSent = 0, junkOpened = 0, uniq = 0;
+    // Kernel drops at dotproxy's UDP socket and at this client's, and the machine's CPU (busy,
+    // steal), every 100 ms (with -A, where /proc is a cheap synchronous read; through `sh -c cat`
+    // only every second).
+    const clientKeys = [...udp.map((u) => u.sock), junk.sock]
+      .map((sock) => `127.0.0.1:${(sock.addr as Deno.NetAddr).port}`);
+    // Also dotproxy's main thread (where its JavaScript and its socket I/O run): nanoseconds on a
+    // CPU and waiting for one (/proc/PID/task/PID/schedstat).
+    const dropSeries: {
+      t: number;
+      proxy: number;
+      client: number;
+      busy: number;
+      steal: number;
+      ran: number;
+      waited: number;
+    }[] = [];
+    const schedstat = async () => {
+      const f = (await readProcFile(`/proc/${pid}/task/${pid}/schedstat`)).trim().split(" ");
+      return f.length >= 2
+        ? { ran: Number(f[0]), waited: Number(f[1]) }
+        : { ran: NaN, waited: NaN };
+    };
+    let lastDropRead = -Infinity;
+    const readDrops = async (force = false) => {
+      if (procViaShell && !force && now() - lastDropRead < 950) return;
+      lastDropRead = now();
+      const d = await udpDrops();
+      const c = await cpuStat();
+      const th = await schedstat().catch(() => ({ ran: NaN, waited: NaN }));
+      dropSeries.push({
+        t: now(),
+        proxy: d.get(proxyKey) ?? 0,
+        client: clientKeys.reduce((a, k) => a + (d.get(k) ?? 0), 0),
+        ...c,
+        ...th,
+      });
+    };
+    await readDrops(true);
+    const dropSampler = setInterval(() => readDrops().catch(() => {}), 100);
+    cleanups.push(() => clearInterval(dropSampler));
+
+    // The load: every TICK_MS, send what the rates say should have been sent by now, but (unless
+    // --catch-up) at most burstTicks ticks' worth per stream: when this script is late, the
+    // backlog is skipped and counted, not dumped on dotproxy's UDP socket in one burst.
+    const cap = (rate: number) =>
+      catchUp ? Infinity : Math.max(1, Math.ceil((rate * TICK_MS * burstTicks) / 1000));
+    const udpPace = new Pacer(udpQps, cap(udpQps));
+    const tcpPace = new Pacer(tcpQps, cap(tcpQps));
+    const garbagePace = new Pacer(garbagePps, cap(garbagePps));
+    const junkPace = new Pacer(junkTcpPerSec, cap(junkTcpPerSec));
+    // Per tick: when it ran (ms into the run), the gap since the previous one, and how many
+    // datagrams it sent to dotproxy's UDP port (valid + garbage).
+    const tickT: number[] = [], tickGap: number[] = [], tickBurst: number[] = [];
+    let udpSent = 0, tcpSent = 0, uniq = 0, stallNext = 0;
     const endMs = seconds * 1000;
+    const loadStart = now();
     await new Promise<void>((resolve) => {
+      let last = loadStart;
       const tick = setInterval(() => {
         const t = now();
         if (t >= endMs || crashed !== null) {
@@ -1070,7 +1207,8 @@ async function soak(args: string[]): Promise<number> {
           return;
         }
         const s = t / 1000;
-        for (; udpSent < udpQps * s; udpSent++) {
+        let burst = 0;
+        for (let k = udpPace.due(s); k > 0; k--, udpSent++, burst++) {
           const repeat = udpSent % 2 === 0;
           const name = repeat
             ? `r${(udpSent >> 1) % repeatNames}.cache.test.`
@@ -1079,7 +1217,7 @@ async function soak(args: string[]): Promise<number> {
           recs.push(rec);
           udp[udpSent % udpSockets].send(name, rec);
         }
-        for (; tcpSent < tcpQps * s; tcpSent++) {
+        for (let k = tcpPace.due(s); k > 0; k--, tcpSent++) {
           const repeat = tcpSent % 2 === 0;
           const name = repeat
             ? `r${(tcpSent >> 1) % repeatNames}.cache.test.`
@@ -1087,19 +1225,29 @@ async function soak(args: string[]): Promise<number> {
           const rec = newRec(t0, repeat ? "TCP repeated" : "TCP unique");
           if (tcp[tcpSent % tcpConns].send(name, rec)) recs.push(rec);
         }
-        for (; garbageSent < garbagePps * s; garbageSent++) junk.send();
-        for (; junkOpened < junkTcpPerSec * s; junkOpened++) {
+        for (let k = garbagePace.due(s); k > 0; k--, burst++) junk.send();
+        for (let k = junkPace.due(s); k > 0; k--) {
           if (junkTcp.active < maxJunkTcp) junkTcp.open();
         }
+        tickT.push(t);
+        tickGap.push(t - last);
+        tickBurst.push(burst);
+        last = t;
         if (Math.floor(t / 250) !== Math.floor((t - 10) / 250)) {
           for (const u of udp) u.sweep();
           for (const c of tcp) c.sweep();
         }
-      }, 10);
+        if (stallNext < stalls.length && t >= stalls[stallNext][0]) {
+          const until = performance.now() + stalls[stallNext++][1];
+          while (performance.now() < until) { /* a synthetic generator stall */ }
+        }
+      }, TICK_MS);
       cleanups.push(() => clearInterval(tick));
     });
     const sendEnd = now();
     clearInterval(sampler);
+    clearInterval(dropSampler);
+    await readDrops(true);
     await sample(); // CPU over the load only, RSS at its end
     await schedule.catch((err) => fail(`restarting unbound: ${err}`));
 
@@ -1150,7 +1298,8 @@ async function soak(args: string[]): Promise<number> {
     const tOut = tally(out);
     console.log(
       `\nUDP datagrams dropped by the kernel at a full receive buffer: dotproxy's socket ` +
-        `${n(proxyDrops)}, this client's sockets ${n(clientDrops)} (machine-wide RcvbufErrors ` +
+        `${n(proxyDrops)} (${n(proxyDrops0)} of them before the load), this client's sockets ` +
+        `${n(clientDrops)} (machine-wide RcvbufErrors ` +
         `+${n(rcvbuf)} during the run, other processes included)`,
     );
     const when = (recs: Rec[]) => {
@@ -1165,6 +1314,163 @@ async function soak(args: string[]): Promise<number> {
       fail(`${tOut.lost} valid queries lost outside the down windows`);
       console.log(`  sent at (100 ms buckets): ${when(out.filter((r) => r.lost))}`);
     }
+
+    // Generator pacing: late ticks, bursts, what was skipped, and what was around lost queries.
+    const sec = (t: number) => (t / 1000).toFixed(2);
+    const argmax = (xs: number[], from = 0, to = xs.length) => {
+      let best = from;
+      for (let i = from; i < to; i++) if (xs[i] > xs[best]) best = i;
+      return best;
+    };
+    const gi = argmax(tickGap), bi = argmax(tickBurst);
+    const onTime = ((udpQps + garbagePps) * TICK_MS) / 1000;
+    const lateTicks = (g: number) => n(tickGap.filter((x) => x >= g).length);
+    const skippedValid = udpPace.skipped + tcpPace.skipped;
+    console.log(
+      `\nGenerator pacing (${TICK_MS} ms ticks; ${
+        catchUp
+          ? "--catch-up: a late tick sends the whole backlog"
+          : `a late tick sends at most ${burstTicks} ticks' worth`
+      }): ${n(tickGap.length)} ticks; gap p50 ${
+        ms(quantile([...tickGap].sort((a, b) => a - b), 0.5))
+      } ms, max ${ms(tickGap[gi])} ms (the tick at ${sec(tickT[gi])} s sent ${
+        tickBurst[gi]
+      }); ticks ≥ 20 / 50 / 100 ms after the previous: ${lateTicks(20)} / ${lateTicks(50)} / ${
+        lateTicks(100)
+      }`,
+    );
+    const longest = tickGap.map((_, i) => i).sort((a, b) => tickGap[b] - tickGap[a]).slice(0, 5);
+    console.log(
+      `  longest gaps: ${
+        longest.map((i) =>
+          `${tickGap[i].toFixed(0)} ms before ${sec(tickT[i])} s (sent ${tickBurst[i]})`
+        ).join(", ")
+      }`,
+    );
+    console.log(
+      `Largest burst to dotproxy's UDP port: ${tickBurst[bi]} datagrams (valid + garbage) in the ` +
+        `tick at ${sec(tickT[bi])} s, ${tickGap[bi].toFixed(0)} ms after the previous (on time: ` +
+        `${onTime}); ticks sending more than ${2 * onTime}: ${
+          n(tickBurst.filter((b) => b > 2 * onTime).length)
+        }`,
+    );
+    console.log(
+      `Skipped (generator late): ${n(udpPace.skipped)} UDP, ${n(tcpPace.skipped)} TCP, ` +
+        `${n(garbagePace.skipped)} garbage, ${n(junkPace.skipped)} junk TCP; ${
+          pct(skippedValid, udpPace.done + tcpPace.done)
+        } of the valid queries due were not sent`,
+    );
+    const d0 = dropSeries[0], d1 = dropSeries[dropSeries.length - 1];
+    const dropSteps = dropSeries.slice(1).map((d, i) => ({
+      t: d.t,
+      proxy: d.proxy - dropSeries[i].proxy,
+      client: d.client - dropSeries[i].client,
+    })).filter((d) => d.proxy > 0 || d.client > 0);
+    console.log(
+      `Kernel drops during the load (sampled every ${procViaShell ? "1 s" : "100 ms"}): ` +
+        `dotproxy's socket +${n(d1.proxy - d0.proxy)}, this client's +${n(d1.client - d0.client)}${
+          dropSteps.length
+            ? `; by sample (dotproxy/client): ${
+              dropSteps.slice(0, 20).map((d) => `${sec(d.t)} s +${d.proxy}/+${d.client}`)
+                .join(", ")
+            }${dropSteps.length > 20 ? ", …" : ""}`
+            : ""
+        }`,
+    );
+    const cores = navigator.hardwareConcurrency;
+    const cpuBetween = (a: (typeof dropSeries)[number], b: typeof a) =>
+      `machine CPU ${sec(a.t)}-${sec(b.t)} s: busy ${
+        (100 * 10 * (b.busy - a.busy) / (b.t - a.t) / cores).toFixed(0)
+      }% of ${cores} cores, steal ${10 * (b.steal - a.steal)} ms; dotproxy's main thread ran ${
+        ((b.ran - a.ran) / 1e6).toFixed(0)
+      } ms, waited for a CPU ${((b.waited - a.waited) / 1e6).toFixed(0)} ms`;
+    console.log(`Machine during the load: ${cpuBetween(d0, d1)}`);
+    const waits = dropSeries.slice(1).map((d, i) => ({
+      t: dropSeries[i].t,
+      waited: (d.waited - dropSeries[i].waited) / 1e6,
+      ran: (d.ran - dropSeries[i].ran) / 1e6,
+      span: d.t - dropSeries[i].t,
+    })).sort((a, b) => b.waited - a.waited);
+    if (waits.length && !Number.isNaN(waits[0].waited)) {
+      console.log(
+        `  dotproxy's main thread, longest waits for a CPU per sample: ${
+          waits.slice(0, 3).map((w) =>
+            `${w.waited.toFixed(0)} ms of ${w.span.toFixed(0)} from ${sec(w.t)} s (ran ${
+              w.ran.toFixed(0)
+            } ms)`
+          ).join(", ")
+        }`,
+      );
+    }
+    // Lost queries in clusters (less than 250 ms apart), each with the ticks and drops around it.
+    const clusters: Rec[][] = [];
+    for (const r of valid.filter((r) => r.lost).sort((a, b) => a.t - b.t)) {
+      const c = clusters[clusters.length - 1];
+      if (c && r.t - c[c.length - 1].t < 250) c.push(r);
+      else clusters.push([r]);
+    }
+    const tickAt = (t: number) => {
+      let lo = 0, hi = tickT.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (tickT[mid] < t) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo;
+    };
+    const dropsAt = (t: number, after: boolean) =>
+      after ? dropSeries.find((d) => d.t >= t) ?? d1 : dropSeries.findLast((d) => d.t <= t) ?? d0;
+    console.log(`Lost-query clusters: ${clusters.length || "none"}`);
+    for (const c of clusters.slice(0, 20)) {
+      const a = c[0].t, b = c[c.length - 1].t;
+      const i0 = tickAt(a - 300), i1 = Math.max(i0 + 1, tickAt(b + 30));
+      const g = argmax(tickGap, i0, i1), bb = argmax(tickBurst, i0, i1);
+      const before = dropsAt(a - 100, false), after = dropsAt(b + 300, true);
+      const byCls = [...new Set(c.map((r) => r.cls))]
+        .map((k) => `${k} ${c.filter((r) => r.cls === k).length}`).join(", ");
+      console.log(
+        `  ${c.length} lost, sent ${sec(a)}-${sec(b)} s${
+          c.some(inWindow) ? " (in a down window)" : ""
+        } (${byCls}); ticks ${sec(Math.max(0, a - 300))}-${sec(b + 30)} s: max gap ${
+          ms(tickGap[g])
+        } ms before ${sec(tickT[g])} s, max burst ${tickBurst[bb]} at ${sec(tickT[bb])} s, ` +
+          `${tickBurst.slice(i0, i1).reduce((x, y) => x + y, 0)} datagrams in all; kernel drops ` +
+          `${sec(before.t)}-${sec(after.t)} s: dotproxy's socket +${after.proxy - before.proxy}, ` +
+          `this client's +${after.client - before.client}; ${cpuBetween(before, after)}`,
+      );
+      // Was dotproxy answering meanwhile? The longest silence between answers arriving (to
+      // queries of any kind, cache hits included) from 500 ms before the cluster to 500 ms after;
+      // a silence not matched by a tick gap above is on dotproxy's side, not this script's.
+      const arrivals = valid.filter((r) =>
+        r.ms >= 0 && r.t + r.ms >= a - 500 && r.t + r.ms <= b + 500
+      )
+        .map((r) => r.t + r.ms).sort((x, y) => x - y);
+      let quiet = 0, quietAt = a;
+      for (let i = 1; i < arrivals.length; i++) {
+        if (arrivals[i] - arrivals[i - 1] > quiet) {
+          quiet = arrivals[i] - arrivals[i - 1];
+          quietAt = arrivals[i - 1];
+        }
+      }
+      const lat = (p: string) => {
+        const xs = valid.filter((r) =>
+          r.ms >= 0 && r.cls.startsWith(p) && r.t >= a - 300 && r.t <= b + 30
+        )
+          .map((r) => r.ms).sort((x, y) => x - y);
+        return `${p} p50 ${ms(quantile(xs, 0.5))} / max ${ms(xs[xs.length - 1] ?? NaN)} ms`;
+      };
+      console.log(
+        `    answers: longest silence ${ms(quiet)} ms from ${sec(quietAt)} s; queries sent ` +
+          `${sec(Math.max(0, a - 300))}-${sec(b + 30)} s answered in ${lat("UDP")}, ${lat("TCP")}`,
+      );
+    }
+    console.log(
+      `Summary: lost outside the down windows ${n(tOut.lost)}; max tick gap ${
+        ms(tickGap[gi])
+      } ms; max burst ${tickBurst[bi]}; skipped (generator late) ${n(skippedValid)} valid + ` +
+        `${n(garbagePace.skipped)} garbage; kernel drops at dotproxy's socket during the load ` +
+        `${n(d1.proxy - d0.proxy)}`,
+    );
     const slowest = valid.filter((r) => r.ms >= 0).sort((a, b) => b.ms - a.ms).slice(0, 5);
     console.log(
       `Slowest answers: ${
