@@ -32,10 +32,12 @@ export const UPSTREAM_ERROR_KINDS: readonly string[] = [
 ];
 
 /**
- * Why a query got no answer at all: unreadable bytes, a response (QR=1) sent to us, or an error
- * answer over UDP beyond the client's `errors_qps` budget.
+ * Why a query got no answer at all: unreadable bytes, a response (QR=1) sent to us, an error
+ * answer over UDP beyond the client's `errors_qps` budget, the ACL or rate limit saying "drop"
+ * (or slip thinning the answers), or shedding with `overload = "drop"`. With these, every query
+ * read is either answered or counted here, so the two add up to what the listener received.
  */
-export type DropReason = "malformed" | "response" | "error_limit";
+export type DropReason = "malformed" | "response" | "error_limit" | "policy" | "overload";
 
 /**
  * Latency bucket upper bounds in seconds: 0.1 ms (a cache hit) to 5 s (the default
@@ -135,11 +137,14 @@ const NQ = QTYPE_LABELS.length;
 const NR = RCODE_LABELS.length;
 /** Columns of the per-protocol policy counters. */
 const REFUSED = 0, RATE_LIMITED = 1, DROP_MALFORMED = 2, DROP_RESPONSE = 3, DROP_ERROR_LIMIT = 4;
-const NPOL = 5;
+const DROP_POLICY = 5, DROP_OVERLOAD = 6;
+const NPOL = 7;
 const DROP_COLUMNS: Record<DropReason, number> = {
   malformed: DROP_MALFORMED,
   response: DROP_RESPONSE,
   error_limit: DROP_ERROR_LIMIT,
+  policy: DROP_POLICY,
+  overload: DROP_OVERLOAD,
 };
 
 function protocolIndex(p: ListenerProtocol): number {
@@ -457,8 +462,10 @@ export class Metrics {
     );
     counter(
       "dotproxy_dropped_queries_total",
-      "Queries given no answer: malformed (unreadable), response (QR=1, never answered) or " +
-        "error_limit (an error answer over UDP beyond the client's errors_qps).",
+      "Queries given no answer: malformed (unreadable), response (QR=1, never answered), " +
+        "error_limit (an error answer over UDP beyond the client's errors_qps), policy (turned " +
+        "away by the ACL or rate limit with action drop, or thinned by slip) or overload " +
+        "(max_in_flight reached with overload = drop).",
       ["protocol", "reason"],
       (emit) => {
         for (const reason of Object.keys(DROP_COLUMNS) as DropReason[]) {

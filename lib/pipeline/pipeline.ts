@@ -196,17 +196,23 @@ export class Pipeline {
         if (turnedAway === "truncate") turnedAway = "drop";
       } else if (turnedAway !== "drop" && !this.#slips(rateLimit.slip ?? 1)) turnedAway = "drop";
     }
-    if (turnedAway === "drop") return null;
+    if (turnedAway === "drop") {
+      metrics?.dropped(transport, "policy");
+      return null;
+    }
 
+    // Never answer a response (no reflection loops): the header says so before any decoding,
+    // which is half of what a garbage flood costs.
+    const header = decodeHeader(bytes);
+    if (header.ok && header.value.flags & Flag.QR) {
+      metrics?.dropped(transport, "response");
+      return null;
+    }
     const decoded = decodeQuery(bytes);
     if (!decoded.ok) {
-      const header = decodeHeader(bytes);
-      // Never answer a response (no reflection loops); without a readable header there is no ID.
-      if (!header.ok || header.value.flags & Flag.QR || turnedAway) {
-        metrics?.dropped(
-          transport,
-          header.ok && header.value.flags & Flag.QR ? "response" : "malformed",
-        );
+      // Without a readable header there is no ID to answer.
+      if (!header.ok || turnedAway) {
+        metrics?.dropped(transport, "malformed");
         return null;
       }
       log.debug("malformed query from {client}: {reason}", () => ({
@@ -221,10 +227,6 @@ export class Pipeline {
       }, CLASSIC_UDP_SIZE);
     }
     const msg = decoded.value;
-    if (msg.header.flags & Flag.QR) {
-      metrics?.dropped(transport, "response");
-      return null;
-    }
     const maxUdpSize = msg.edns
       ? Math.min(Math.max(msg.edns.udpSize, CLASSIC_UDP_SIZE), udpMaxSize)
       : CLASSIC_UDP_SIZE;
@@ -270,7 +272,9 @@ export class Pipeline {
     // Misses wait on upstreams: past max_in_flight they are shed, not queued without bound.
     if (this.#inFlight >= this.opts.maxInFlight) {
       this.shed++;
-      return this.opts.overload === "drop" ? null : refuse(Rcode.REFUSED);
+      if (this.opts.overload === "refuse") return refuse(Rcode.REFUSED);
+      metrics?.dropped(transport, "overload");
+      return null;
     }
     return { miss: true, msg, key, maxUdpSize };
   }

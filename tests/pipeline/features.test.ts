@@ -258,6 +258,37 @@ Deno.test("error answers over UDP beyond the client's error budget are dropped a
   );
 });
 
+Deno.test("queries turned away without an answer are counted as dropped, by reason", async () => {
+  const clock = new FakeClock();
+  const metrics = new Metrics({ protocols: ["udp", "tcp"] });
+  const limiter = new RateLimiter({ clock, qps: 1, burst: 1 }); // the clock stands still
+  const { pipeline, held } = setup({
+    metrics,
+    maxInFlight: 1,
+    overload: "drop",
+    rateLimit: { limiter, action: "truncate", slip: 2 },
+  });
+  const allow = parseCidrList(["10.0.0.0/8"]);
+  assert.ok(Array.isArray(allow));
+  const acl = new Acl(allow, []);
+  const query = (client: string, name = "drop.test") => ({
+    bytes: buildQuery(name, "A", 3),
+    transport: "udp" as const,
+    client: { hostname: client, port: 1 },
+  });
+  assert.equal(pipeline.handle(query("192.0.2.1"), { acl, aclAction: "drop" }), null);
+  const first = pipeline.handle(query("10.0.0.1")); // the burst; waits upstream
+  assert.equal(pipeline.handle(query("10.0.0.1", "other.test")), null, "thinned by slip");
+  assert.ok(pipeline.handle(query("10.0.0.1", "other.test")), "every 2nd gets TC=1");
+  assert.equal(pipeline.handle(query("10.9.0.1", "other.test")), null, "max_in_flight reached");
+  const text = await metrics.render();
+  assert.match(text, /dotproxy_dropped_queries_total\{protocol="udp",reason="policy"\} 2\b/);
+  assert.match(text, /dotproxy_dropped_queries_total\{protocol="udp",reason="overload"\} 1\b/);
+  await settle();
+  held.answer();
+  await first;
+});
+
 Deno.test("an ANY query gets the RFC 8482 minimal answer and never goes upstream", async () => {
   const { ask, held } = setup({ anyQueries: "rfc8482" });
   const reply = parse((await ask("any.test", 5, "127.0.0.1", "ANY"))!.bytes);
