@@ -6,8 +6,10 @@
  * In every phase a good client sends valid queries at a steady rate from 127.0.0.3 and up (each
  * address below the limit) while 127.0.0.2 floods. Phases 1a and 1b run with `[rate_limit]
  * qps = 50, burst = 100, ipv4_prefix = 32, action = "truncate"`: in 1a dnsperf floods valid
- * queries (closed loop, many outstanding), in 1b an open-loop Deno sender (a child process) floods
- * half valid queries, half garbage as fast as it can. Phase 2 runs without rate limiting and the
+ * queries (closed loop, many outstanding) with `slip = 1`, so that every query over the limit is
+ * answered TC=1 (with the default slip 2 half get no answer and dnsperf's closed loop stalls on
+ * timeouts: about 110 queries/s, no flood); in 1b an open-loop Deno sender (a child process) floods
+ * half valid queries, half garbage as fast as it can, with the default slip. Phase 2 runs without rate limiting and the
  * Deno sender floods garbage only. Phase 3 (no rate limit) is no flood: 300/s well-formed queries
  * whose QTYPE is a meta-type. Forwarded, unbound answers them FORMERR, but only 100 error answers
  * a second; beyond that it drops them and so closes the DoT connection (dotproxy answers them
@@ -66,6 +68,7 @@ const FLOODER = "127.0.0.2";
 const GOOD_BASE = 3; // good clients are 127.0.0.3, 127.0.0.4, ...
 const RATE_LIMIT_TOML =
   '[rate_limit]\nqps = 50\nburst = 100\nipv4_prefix = 32\naction = "truncate"\n';
+const RATE_LIMIT_SLIP_1_TOML = `${RATE_LIMIT_TOML}slip = 1\n`;
 
 // ---------------------------------------------------------------------------------------------
 // The open-loop sender (run as a child process: `flood.ts --sender ...`)
@@ -265,14 +268,16 @@ interface PhaseSpec {
 const PHASES: PhaseSpec[] = [
   {
     id: "1a",
-    title: "Phase 1a: rate limit (qps 50, burst 100, /32, truncate); dnsperf floods valid queries",
-    toml: RATE_LIMIT_TOML,
+    title:
+      "Phase 1a: rate limit (qps 50, burst 100, /32, truncate, slip 1); dnsperf floods valid queries",
+    toml: RATE_LIMIT_SLIP_1_TOML,
     dnsperf: true,
     sender: null,
   },
   {
     id: "1b",
-    title: "Phase 1b: rate limit as in 1a; open-loop Deno sender floods ½ valid queries, ½ garbage",
+    title:
+      "Phase 1b: rate limit as in 1a but slip 2; open-loop Deno sender floods ½ valid, ½ garbage",
     toml: RATE_LIMIT_TOML,
     dnsperf: false,
     sender: "mixed",
@@ -465,14 +470,20 @@ async function phase(spec: PhaseSpec, o: RunOptions): Promise<boolean> {
     const answered = delta("dotproxy_queries_total", { protocol: "udp" }) - all.sent + all.lost;
     const droppedByProxy = delta("dotproxy_dropped_queries_total", { protocol: "udp" });
     const read = answered + droppedByProxy;
+    const dropReasons = ["malformed", "response", "error_limit", "policy", "overload"]
+      .map((
+        reason,
+      ) => [reason, delta("dotproxy_dropped_queries_total", { protocol: "udp", reason })])
+      .filter(([, v]) => v !== 0)
+      .map(([reason, v]) => `${reason} ${n(v as number)}`);
     console.log(
       `\nFlood: ${n(floodSent)} datagrams in ${seconds} s (${n(floodSent / seconds)}/s). ` +
         `dotproxy read ${n(read)} of them (${n(read / seconds)}/s): answered ${n(answered)} ` +
         `(rate limit: ${
           n(delta("dotproxy_rate_limited_total", { protocol: "udp" }))
-        } turned away — TC=1 if readable as a query, else dropped), dropped ${
-          n(droppedByProxy)
-        } (malformed or QR=1). No answer at all: ${n(floodSent - answered)} (${
+        } turned away — TC=1 or nothing), dropped ${n(droppedByProxy)} (${
+          dropReasons.join(", ") || "none"
+        }). No answer at all: ${n(floodSent - answered)} (${
           pct(floodSent - answered, floodSent)
         }). The kernel dropped ${n(proxyDrops)} datagrams at dotproxy's full receive buffer ` +
         `(the good client's included). ${flooded.map((f) => f.note).join("; ")}`,
