@@ -144,6 +144,14 @@ function u32(buf: Uint8Array, p: number): number {
   return buf[p] * 0x1000000 + ((buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3]);
 }
 
+/**
+ * True for a message with a full header and QR=1: a response, which a server must never answer
+ * (no reflection loops). Reads one byte, so a flood of responses costs no decoding.
+ */
+export function isResponse(buf: Uint8Array): boolean {
+  return buf.length >= HEADER_SIZE && (buf[2] & (Flag.QR >> 8)) !== 0;
+}
+
 /** Reads the header alone: enough to answer FORMERR when nothing else decodes. */
 export function decodeHeader(buf: Uint8Array): Decoded<Header> {
   if (buf.length < HEADER_SIZE) {

@@ -13,6 +13,7 @@ import {
   decodeMessage,
   decodeQuery,
   Flag,
+  isResponse,
   type Message,
   Opcode,
   opcodeOf,
@@ -201,15 +202,15 @@ export class Pipeline {
       return null;
     }
 
-    // Never answer a response (no reflection loops): the header says so before any decoding,
-    // which is half of what a garbage flood costs.
-    const header = decodeHeader(bytes);
-    if (header.ok && header.value.flags & Flag.QR) {
+    // Never answer a response (no reflection loops), decided before any decoding: half of what
+    // a garbage flood costs.
+    if (isResponse(bytes)) {
       metrics?.dropped(transport, "response");
       return null;
     }
     const decoded = decodeQuery(bytes);
     if (!decoded.ok) {
+      const header = decodeHeader(bytes);
       // Without a readable header there is no ID to answer.
       if (!header.ok || turnedAway) {
         metrics?.dropped(transport, "malformed");

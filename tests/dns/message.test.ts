@@ -6,6 +6,7 @@ import {
   decodeQuery,
   Flag,
   HEADER_SIZE,
+  isResponse,
   type Message,
   Opcode,
   opcodeOf,
@@ -118,6 +119,15 @@ Deno.test("decodeHeader reads all six fields", () => {
     nscount: 3,
     arcount: 4,
   });
+});
+
+Deno.test("isResponse is true only for a full header with QR set", () => {
+  const response = Uint8Array.from(header(Flag.QR | Rcode.NXDOMAIN, 1, 0, 0, 0, 7));
+  const query = Uint8Array.from(header(Flag.RD, 1, 0, 0, 0, 7));
+  assert.equal(isResponse(response), true);
+  assert.equal(isResponse(query), false);
+  assert.equal(isResponse(response.subarray(0, HEADER_SIZE - 1)), false, "no full header");
+  assert.equal(isResponse(new Uint8Array(0)), false);
 });
 
 Deno.test("opcodeOf and rcodeOf extract their bit fields", () => {
