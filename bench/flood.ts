@@ -9,8 +9,8 @@
  * queries (closed loop, many outstanding) with `slip = 1`, so that every query over the limit is
  * answered TC=1 (with the default slip 2 half get no answer and dnsperf's closed loop stalls on
  * timeouts: about 110 queries/s, no flood); in 1b an open-loop Deno sender (a child process) floods
- * half valid queries, half garbage as fast as it can, with the default slip. Phase 2 runs without rate limiting and the
- * Deno sender floods garbage only. Phase 3 (no rate limit) is no flood: 300/s well-formed queries
+ * half valid queries, half garbage as fast as it can, with the default slip. Phase 2 runs without
+ * rate limiting and the Deno sender floods garbage only. Phase 3 (no rate limit) is no flood: 300/s well-formed queries
  * whose QTYPE is a meta-type. Forwarded, unbound answers them FORMERR, but only 100 error answers
  * a second; beyond that it drops them and so closes the DoT connection (dotproxy answers them
  * itself since 3eb80a7; this phase checks that they cost other clients nothing). (dnsperf and the
@@ -468,14 +468,16 @@ async function phase(spec: PhaseSpec, o: RunOptions): Promise<boolean> {
     // Every datagram dotproxy reads is either answered (dotproxy_queries_total) or dropped
     // (dotproxy_dropped_queries_total); the good client's share is taken out of the first.
     const answered = delta("dotproxy_queries_total", { protocol: "udp" }) - all.sent + all.lost;
-    const droppedByProxy = delta("dotproxy_dropped_queries_total", { protocol: "udp" });
+    const dropName = "dotproxy_dropped_queries_total";
+    const droppedByProxy = delta(dropName, { protocol: "udp" });
     const read = answered + droppedByProxy;
-    const dropReasons = ["malformed", "response", "error_limit", "policy", "overload"]
-      .map((
-        reason,
-      ) => [reason, delta("dotproxy_dropped_queries_total", { protocol: "udp", reason })])
-      .filter(([, v]) => v !== 0)
-      .map(([reason, v]) => `${reason} ${n(v as number)}`);
+    // Each reason dotproxy reports, so a reason added later shows up here without a change.
+    const dropReasons = [
+      ...new Set(after.filter((x) => x.name === dropName).map((x) => x.labels.reason)),
+    ]
+      .map((reason) => ({ reason, v: delta(dropName, { protocol: "udp", reason }) }))
+      .filter(({ v }) => v !== 0)
+      .map(({ reason, v }) => `${reason} ${n(v)}`);
     console.log(
       `\nFlood: ${n(floodSent)} datagrams in ${seconds} s (${n(floodSent / seconds)}/s). ` +
         `dotproxy read ${n(read)} of them (${n(read / seconds)}/s): answered ${n(answered)} ` +
