@@ -158,9 +158,9 @@ function openConfiguredQueryLog(config: Config): Promise<QueryLog> | null {
   const q = config.queryLog;
   if (!q.enabled) return null;
   const sink = q.sink === "file"
-    ? { kind: "file" as const, path: q.path! }
+    ? { kind: "file" as const, path: q.path }
     : q.sink === "syslog"
-    ? { kind: "syslog" as const, ...q.syslog! }
+    ? { kind: "syslog" as const, ...q.syslog }
     : { kind: "stdout" as const };
   return openQueryLog({ sink, format: q.format, wallClock: Date.now, clock: systemClock });
 }

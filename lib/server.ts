@@ -5,6 +5,7 @@
  */
 import { ResponseCache } from "./cache/cache.ts";
 import type { Config, ListenerConfig } from "./config/schema.ts";
+import { restartNeeded } from "./config/reload.ts";
 import { type AdminServer, startAdmin } from "./admin/server.ts";
 import { listenHttps } from "./listen/https.ts";
 import type { Listener } from "./listen/listener.ts";
@@ -52,8 +53,10 @@ export interface Server {
   readonly admin: AdminServer | null;
   /**
    * Applies a new configuration without dropping listeners or the cache: upstreams, ACL, rate
-   * limits, limits, policy, log settings and certificates. Listener addresses, the admin
-   * address, the query log and cache sizing need a restart; returns what was not applied.
+   * limits, limits, policy, log settings and certificates. Keys whose table row is not
+   * `reloadable` (listener addresses, connection limits, the admin address, the query log, cache
+   * sizing) need a restart; returns those that changed (lib/config/reload.ts), and certificates
+   * that could not be loaded.
    */
   reload(next: Config): Promise<string[]>;
   /** Stop accepting, answer in-flight queries (up to the grace period), close everything. */
@@ -180,18 +183,18 @@ function bind(
         ...common,
         clock,
         limits: streamLimits(config),
-        cert: l.cert!,
-        key: l.key!,
+        cert: l.cert,
+        key: l.key,
       });
     case "https":
     case "http":
       return listenHttps({
         ...common,
-        path: l.path ?? "/dns-query",
+        path: l.path,
         clock,
         cert: l.protocol === "https" ? l.cert : undefined,
         key: l.protocol === "https" ? l.key : undefined,
-        trustedProxies: (l.trustedProxies ?? []).map(formatCidr),
+        trustedProxies: l.trustedProxies.map(formatCidr),
         clientHeader: l.clientHeader,
         queryTimeoutMs: config.server.queryTimeoutMs,
       });
@@ -273,14 +276,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   }
 
   const reload = async (next: Config): Promise<string[]> => {
-    const skipped: string[] = [];
-    const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-    const addresses = (cfg: Config) =>
-      cfg.listeners.map((l) => `${l.protocol} ${l.hostname} ${l.port} ${l.path ?? ""}`);
-    if (!same(addresses(config), addresses(next))) skipped.push("listeners (addresses)");
-    if (!same(config.admin, next.admin)) skipped.push("admin");
-    if (!same(config.queryLog, next.queryLog)) skipped.push("query_log");
-    if (!same(config.cache, next.cache)) skipped.push("cache");
+    const skipped = restartNeeded(config, next);
     // New upstreams first, then swap, then close the old ones (their in-flight queries finish).
     const old = upstreams;
     upstreams = buildUpstreams(next, deps, metrics);

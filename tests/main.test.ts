@@ -53,6 +53,34 @@ Deno.test("--check rejects a bad config with one line naming key and value, exit
   }
 });
 
+Deno.test("--check and start-up both reject a key that does not match its certificate", async () => {
+  const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
+  const [cert, key, wrongKey] = ["server.pem", "server-key.pem", "wrong-name-key.pem"].map(fixture);
+  const toml = (k: string) =>
+    `[[listeners]]\nurl = "tls://127.0.0.1:${freeUdpPort()}"\ncert_file = "${cert}"\n` +
+    `key_file = "${k}"\n[[upstreams]]\nurl = "tls://127.0.0.1:853"\ntls_name = "dns.test"\n`;
+  const path = await writeConfig(toml(wrongKey));
+  const reads = [path, cert, key, wrongKey];
+  try {
+    for (const args of [["--check", "--config", path], ["--config", path]]) {
+      const r = await runCli(args, reads);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      const lines = r.stderr.trim().split("\n");
+      assert.equal(lines.length, 1, r.stderr);
+      assert.ok(
+        lines[0].includes(`listeners[0].key_file = "${wrongKey}": `) &&
+          lines[0].includes("key does not belong to the certificate for CN=dns.test"),
+        lines[0],
+      );
+    }
+    await Deno.writeTextFile(path, toml(key));
+    const ok = await runCli(["--check", "--config", path], reads);
+    assert.equal(ok.code, 0, ok.stderr);
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
 Deno.test("a missing config file is reported in one line with exit code 2", async () => {
   const r = await runCli(["--config", "/tmp/does-not-exist.toml"], ["/tmp/does-not-exist.toml"]);
   assert.equal(r.code, 2);

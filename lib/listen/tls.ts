@@ -6,13 +6,15 @@
  * handshake runs through node:tls (lib/listen/node_conn.ts explains why `Deno.listenTls` will
  * not do). The handshake counts as the first message: it must complete within the read timeout.
  */
-import { createPrivateKey, X509Certificate } from "node:crypto";
 import { createSecureContext, type SecureContext } from "node:tls";
 import type { Clock } from "../sys/clock.ts";
-import { errText } from "../sys/errors.ts";
+import { checkCertificate } from "../sys/tls_material.ts";
 import type { Handler, Listener } from "./listener.ts";
 import { serverHandshake } from "./node_conn.ts";
 import { type StreamLimits, StreamListener, type StreamStats } from "./stream.ts";
+
+/** Re-exported for lib/listen/https.ts; the check itself lives in lib/sys/tls_material.ts. */
+export { checkCertificate };
 
 /** The ALPN protocol id of DNS-over-TLS. */
 export const DOT_ALPN = "dot";
@@ -75,29 +77,6 @@ export function listenTls(opts: TlsOptions): TlsListener {
       context = secureContext(cert, key);
     },
   };
-}
-
-/**
- * Throws unless `cert` starts with a parseable certificate whose public key matches `key`.
- * node:tls in Deno accepts anything in `createSecureContext` and would only fail each handshake,
- * so a bad reload must be caught here, while the old certificate is still being served.
- */
-export function checkCertificate(cert: string, key: string): void {
-  let leaf: X509Certificate;
-  try {
-    leaf = new X509Certificate(cert);
-  } catch (err) {
-    throw new Error(`certificate is not a PEM certificate: ${errText(err)}`);
-  }
-  let privateKey;
-  try {
-    privateKey = createPrivateKey(key);
-  } catch (err) {
-    throw new Error(`key is not a PEM private key: ${errText(err)}`);
-  }
-  if (!leaf.checkPrivateKey(privateKey)) {
-    throw new Error(`key does not belong to the certificate for ${leaf.subject}`);
-  }
 }
 
 /** A checked certificate and key, parsed once for every handshake that uses them. */

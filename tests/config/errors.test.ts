@@ -4,6 +4,7 @@ import {
   BASE_DIR,
   CONFIG_PATH,
   fakeFiles,
+  fixture,
   KEY,
   LISTENER,
   MINIMAL,
@@ -630,6 +631,58 @@ const cases: Case[] = [
     },
     key: "listeners[0].cert_file",
     message: "malformed PEM certificate",
+  },
+  {
+    name: "key_file that is another certificate's key (start-up would refuse it)",
+    toml: TLS_LISTENER + UPSTREAM,
+    files: {
+      "/etc/dotproxy/cert.pem": PEM,
+      "/etc/dotproxy/key.pem": fixture("wrong-name-key.pem"),
+    },
+    key: "listeners[0].key_file",
+    value: "key.pem",
+    message: "/etc/dotproxy/key.pem cannot serve /etc/dotproxy/cert.pem: key does not belong " +
+      "to the certificate for CN=dns.test",
+  },
+  {
+    name: "https listener whose key_file is another certificate's key",
+    toml: `[[listeners]]\nurl = "https://127.0.0.1:8443"\ncert_file = "cert.pem"\n` +
+      `key_file = "/keys/other.pem"\n` + UPSTREAM,
+    files: { "/etc/dotproxy/cert.pem": PEM, "/keys/other.pem": fixture("rsa-key.pem") },
+    key: "listeners[0].key_file",
+    value: "/keys/other.pem",
+    message: "key does not belong to the certificate for CN=dns.test",
+  },
+  {
+    name: "key_file whose block does not parse as its label says",
+    toml: TLS_LISTENER + UPSTREAM,
+    files: {
+      "/etc/dotproxy/cert.pem": PEM,
+      "/etc/dotproxy/key.pem": KEY.replaceAll("PRIVATE KEY", "RSA PRIVATE KEY"),
+    },
+    key: "listeners[0].key_file",
+    message: "key is not a PEM private key",
+  },
+  {
+    name: "cert_file whose base64 is not a certificate",
+    toml: TLS_LISTENER + UPSTREAM,
+    files: {
+      "/etc/dotproxy/cert.pem": "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n" +
+        "-----END CERTIFICATE-----",
+      "/etc/dotproxy/key.pem": KEY,
+    },
+    key: "listeners[0].cert_file",
+    message: "/etc/dotproxy/cert.pem contains a PEM certificate that does not parse (block 1)",
+  },
+  {
+    name: "ca_file whose second certificate does not parse",
+    toml: LISTENER + UPSTREAM + `ca_file = "ca.pem"\n`,
+    files: {
+      "/etc/dotproxy/ca.pem":
+        `${PEM}\n-----BEGIN CERTIFICATE-----\nZm9vYmFy\n-----END CERTIFICATE-----\n`,
+    },
+    key: "upstreams[0].ca_file",
+    message: "contains a PEM certificate that does not parse (block 2)",
   },
   {
     name: "https listener without a port",

@@ -14,13 +14,18 @@ export const CONFIG_PATH = "/etc/dotproxy/config.toml";
 /** The directory of CONFIG_PATH. */
 export const BASE_DIR = "/etc/dotproxy";
 
-/** A certificate-shaped PEM block; contents are never decoded by lib/config. */
-export const PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\nZm9vYmFy\n" +
-  "-----END CERTIFICATE-----";
+/** A file of tests/fixtures, without its final newline. */
+export const fixture = (name: string): string =>
+  Deno.readTextFileSync(new URL(`../fixtures/${name}`, import.meta.url)).trim();
 
-/** A private-key-shaped PEM block. */
-export const KEY =
-  "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----";
+/**
+ * A real PEM certificate (tests/fixtures/server.pem, without its final newline): the load parses
+ * certificates and checks keys against them, as start-up does.
+ */
+export const PEM = fixture("server.pem");
+
+/** The PKCS#8 PEM private key of PEM. */
+export const KEY = fixture("server-key.pem");
 
 /** A tls:// listener with cert_file and key_file, and the files it needs (see TLS_FILES). */
 export const TLS_LISTENER = `[[listeners]]\nurl = "tls://127.0.0.1:853"\n` +

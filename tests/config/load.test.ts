@@ -28,6 +28,7 @@ import {
   BASE_DIR,
   CONFIG_PATH,
   fakeFiles,
+  fixture,
   KEY,
   LISTENER,
   MINIMAL,
@@ -364,14 +365,15 @@ tls_name = "1.0.0.1"
   },
   {
     name: "RSA and EC private key blocks are accepted",
-    toml: `[[listeners]]\nurl = "tls://127.0.0.1:853"\ncert_file = "cert.pem"\n` +
+    toml: `[[listeners]]\nurl = "tls://127.0.0.1:853"\ncert_file = "rsa-cert.pem"\n` +
       `key_file = "rsa.pem"\n[[listeners]]\nurl = "tls://127.0.0.1:854"\n` +
       `cert_file = "cert.pem"\nkey_file = "ec.pem"\n` + UPSTREAM,
     files: {
       "/etc/dotproxy/cert.pem": PEM,
-      "/etc/dotproxy/rsa.pem": KEY.replaceAll("PRIVATE KEY", "RSA PRIVATE KEY"),
+      "/etc/dotproxy/rsa-cert.pem": fixture("rsa.pem"),
+      "/etc/dotproxy/rsa.pem": fixture("rsa-key.pem"),
       "/etc/dotproxy/ec.pem": "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n" +
-        "-----END EC PARAMETERS-----\n" + KEY.replaceAll("PRIVATE KEY", "EC PRIVATE KEY"),
+        "-----END EC PARAMETERS-----\n" + fixture("server-key-sec1.pem"),
     },
     check: (c) => {
       assert.match(c.listeners[0].key ?? "", /^-----BEGIN RSA PRIVATE KEY-----\n/);

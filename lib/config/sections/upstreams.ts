@@ -1,0 +1,143 @@
+/** [[upstreams]]: the servers we forward queries to. */
+
+import { UPSTREAM_PROTOCOLS } from "../enums.ts";
+import { keyPath } from "../errors.ts";
+import { type FileJobs, filePath, filePathString, pemCertificates } from "../files.ts";
+import { isIP } from "../ip.ts";
+import {
+  Invalid,
+  nonEmptyString,
+  notAllowed,
+  required,
+  requiredString,
+  type Table,
+} from "../readers.ts";
+import { declareSection, key } from "../table.ts";
+import { type EndpointRules, parseEndpoint } from "../url.ts";
+import { addressKeyHint, DEFAULT_DOH_PATH } from "./listeners.ts";
+
+/** Port used when a tls:// upstream URL has none (RFC 7858). */
+export const DEFAULT_UPSTREAM_PORT = 853;
+
+/** Port used when an upstream URL has none, per scheme. */
+export const DEFAULT_UPSTREAM_PORTS: Readonly<Record<UpstreamConfig["protocol"], number>> = Object
+  .freeze({ tls: DEFAULT_UPSTREAM_PORT, https: 443, udp: 53, tcp: 53 });
+
+/** A server we forward queries to. */
+export interface UpstreamConfig {
+  /** The URL as written, for messages. */
+  url: string;
+  protocol: typeof UPSTREAM_PROTOCOLS[number];
+  /**
+   * IP literal without brackets, or (tls/https only) a lower-case DNS name without a trailing
+   * dot, resolved through [forwarding] bootstrap.
+   */
+  hostname: string;
+  /** False when `hostname` is a DNS name. */
+  hostnameIsIp: boolean;
+  /** From the url; defaults: DEFAULT_UPSTREAM_PORTS. */
+  port: number;
+  /** https only: the URL path, default "/dns-query". */
+  path?: string;
+  /**
+   * Certificate name to verify (tls_name). tls/https: required when the host is an IP,
+   * otherwise defaults to the hostname. udp/tcp: always "" (the key is rejected).
+   */
+  tlsName: string;
+  /** tls/https: PEM certificates read from ca_file, one block per entry (empty when unset). */
+  caCerts: string[];
+  /** tls/https: resolved ca_file path, for messages. */
+  caFile?: string;
+}
+
+/** How an upstream url is written. */
+export const UPSTREAM_URL: EndpointRules = {
+  schemes: UPSTREAM_PROTOCOLS,
+  moreSchemesLater: true,
+  defaultPorts: DEFAULT_UPSTREAM_PORTS,
+  pathSchemes: ["https"],
+  nameSchemes: ["tls", "https"],
+  example: "tls://1.1.1.1:853",
+  hostnameHint: "udp:// and tcp:// upstreams need an IP address (only tls:// and https:// " +
+    "upstreams may be named, resolved through [forwarding] bootstrap)",
+};
+
+const TLS_NAME_HINT = `the name to verify on the upstream's certificate, e.g. "cloudflare-dns.com"`;
+
+/** tls_name is matched against the certificate, so it must be a DNS name or an IP literal. */
+const tlsName = (v: unknown, path: string, name: string): string => {
+  const s = nonEmptyString(TLS_NAME_HINT)(v, path, name);
+  if (s.includes("://")) {
+    throw new Invalid(path, s, `must be a bare name, not a URL, e.g. "cloudflare-dns.com"`);
+  }
+  if (isIP(s)) return s;
+  const label = /^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+  if (s.length > 253 || !s.split(".").every((l) => label.test(l))) {
+    throw new Invalid(path, s, `not a valid DNS name, e.g. "cloudflare-dns.com"`);
+  }
+  return s;
+};
+
+/** The [[upstreams]] keys. A reload rebuilds the upstreams, so every key is reloadable. */
+export const UPSTREAMS = declareSection("upstreams", "upstreams", "array", {
+  url: key(nonEmptyString(`e.g. ${JSON.stringify(UPSTREAM_URL.example)}`), {
+    doc: "scheme://host[:port][/path] of the server",
+    reloadable: true,
+  }),
+  tls_name: key(tlsName, {
+    defaultDoc: "the url's hostname (required when it is an IP address)",
+    doc: "tls/https: the name the server's certificate must match",
+    reloadable: true,
+  }),
+  ca_file: key(filePathString, {
+    doc: "tls/https: PEM CA certificates to trust instead of the system's store",
+    reloadable: true,
+  }),
+}, addressKeyHint(UPSTREAM_URL.example));
+
+/** Reads one [[upstreams]] entry `t` at key path `at`; ca_file is queued on `files`. */
+export function readUpstream(
+  t: Table,
+  at: string,
+  ctx: { baseDir: string; files: FileJobs },
+): UpstreamConfig {
+  const url = requiredString(t, at, "url", `e.g. ${JSON.stringify(UPSTREAM_URL.example)}`);
+  const r = parseEndpoint(url, UPSTREAM_URL);
+  if (!r.ok) throw new Invalid(keyPath(at, "url"), url, r.message);
+  const { scheme, hostname, hostnameIsIp, port, path } = r.endpoint;
+  const protocol = scheme as UpstreamConfig["protocol"];
+  const out: UpstreamConfig = {
+    url,
+    protocol,
+    hostname,
+    hostnameIsIp,
+    port,
+    tlsName: "",
+    caCerts: [],
+  };
+  if (protocol === "https") out.path = path ?? DEFAULT_DOH_PATH;
+
+  if (protocol === "udp" || protocol === "tcp") {
+    const why = `not used by ${protocol}:// upstreams: plain DNS has no certificate to verify`;
+    notAllowed(t, at, "tls_name", why);
+    notAllowed(t, at, "ca_file", why);
+    return out;
+  }
+
+  out.tlsName = t.tls_name === undefined && !hostnameIsIp
+    ? hostname
+    : required(t, at, "tls_name", UPSTREAMS.rows.tls_name.read, TLS_NAME_HINT);
+
+  if (t.ca_file !== undefined) {
+    const caFile = filePath(t, at, "ca_file", ctx.baseDir, "");
+    out.caFile = caFile;
+    ctx.files.read({
+      key: keyPath(at, "ca_file"),
+      value: t.ca_file,
+      path: caFile,
+      extract: pemCertificates,
+      apply: (blocks) => out.caCerts = [...blocks],
+    });
+  }
+  return out;
+}
