@@ -53,7 +53,7 @@ export class KeyChecker {
   /** "x belongs in [a] or [b]" when other sections know the key. */
   #homes(key: string, except: Section | undefined): string | undefined {
     const homes = this.sections
-      .filter((s) => s !== except && key in s.rows)
+      .filter((s) => s !== except && Object.hasOwn(s.rows, key))
       .map((s) => label(s, s.name));
     return homes.length > 0 ? `${key} belongs in ${homes.join(" or ")}` : undefined;
   }

@@ -2,7 +2,16 @@
  * The declaration of a configuration section: one row per key, with its reader, default, doc line
  * and whether a SIGHUP reload applies it (as dnsdist generates its settings from one definitions
  * file). Parsing, defaults, unknown-key hints, reload rules and the check against config.toml are
- * all derived from these rows, so a new key is one new row and a new section one new table.
+ * all derived from these rows.
+ *
+ * A new key is one row: `name: setting("fieldName", reader(limits), { default, doc, reloadable })`
+ * in its section's table (lib/config/sections/<section>.ts); the field's type is the reader's
+ * return type, and config.toml must show it with its default (tests/config/tables.test.ts).
+ *
+ * A new section is one module: a simple one is `defineSection(name, configField, rows)` read with
+ * `readSection`; one with entries or rules between keys ([[routes]]) declares its rows with
+ * `declareSection` and writes its builder with `readRow` and the rows' readers. Then list it in
+ * sections/all.ts, add its field to `Config` (schema.ts) and its read to load.ts.
  */
 
 import type { Config } from "./schema.ts";

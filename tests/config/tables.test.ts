@@ -83,7 +83,7 @@ Deno.test("every key written in config.toml, commented or not, exists in its sec
     const section = BY_HEADER.get(l.section);
     assert.ok(section, `line ${l.line}: ${l.key} is outside any section`);
     assert.ok(
-      l.key in section.rows,
+      Object.hasOwn(section.rows, l.key),
       `line ${l.line}: ${l.key} is not a key of [${l.section}]; known: ${
         Object.keys(section.rows).join(", ")
       }`,

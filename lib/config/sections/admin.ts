@@ -2,16 +2,17 @@
 
 import { ipKey } from "../ip.ts";
 import type { KeyChecker } from "../keys.ts";
-import { Invalid, nonEmptyString, requiredString, type Table } from "../readers.ts";
+import { Invalid, nonEmptyString, required, type Table } from "../readers.ts";
 import { declareSection, key } from "../table.ts";
 import { parseHostPort } from "../url.ts";
 import type { ListenerConfig } from "./listeners.ts";
 
 const EXAMPLE = "127.0.0.1:9153";
+const ADDRESS_HINT = `e.g. address = "${EXAMPLE}"`;
 
 /** The [admin] keys. */
 export const ADMIN = declareSection("admin", "admin", "table", {
-  address: key(nonEmptyString(`e.g. address = "${EXAMPLE}"`), {
+  address: key(nonEmptyString(ADDRESS_HINT), {
     doc: "IP:port to serve /metrics, /healthz and /readyz on",
     reloadable: false,
     field: ["hostname", "port"],
@@ -33,7 +34,7 @@ export function readAdmin(
 ): AdminConfig | null {
   if (root.admin === undefined) return null;
   const a = keys.table(root.admin, ADMIN, "admin");
-  const address = requiredString(a, "admin", "address", `e.g. address = "${EXAMPLE}"`);
+  const address = required(a, "admin", "address", ADMIN.rows.address.read, ADDRESS_HINT);
   const r = parseHostPort(address, {
     example: EXAMPLE,
     hostnameHint: `the admin endpoint must bind an IP address, e.g. "${EXAMPLE}"`,

@@ -12,7 +12,7 @@ import {
   nonEmptyString,
   notAllowed,
   type Reader,
-  requiredString,
+  required,
   type Table,
 } from "../readers.ts";
 import { declareSection, key, readRow, readSection } from "../table.ts";
@@ -102,6 +102,8 @@ export const LISTENER_URL: EndpointRules = {
   hostnameHint: "listeners must bind an IP address, e.g. 127.0.0.1 or ::1",
 };
 
+const URL_HINT = `e.g. ${JSON.stringify(LISTENER_URL.example)}`;
+
 /** An HTTP header name (RFC 9110 token), lower-cased. */
 const headerName: Reader<string> = (v, path, name) => {
   const s = nonEmptyString(`an HTTP header name, e.g. "${DEFAULT_CLIENT_HEADER}"`)(v, path, name);
@@ -118,7 +120,7 @@ const headerName: Reader<string> = (v, path, name) => {
 
 /** The [[listeners]] keys. [listeners.access] has the keys of [access]. */
 export const LISTENERS = declareSection("listeners", "listeners", "array", {
-  url: key(nonEmptyString(`e.g. ${JSON.stringify(LISTENER_URL.example)}`), {
+  url: key(nonEmptyString(URL_HINT), {
     doc: "scheme://IP:port[/path]: what to serve and where",
     reloadable: false,
     field: ["protocol", "hostname", "port", "path"],
@@ -171,7 +173,7 @@ export interface ListenerContext {
 /** Reads one [[listeners]] entry `t` at key path `at` (keys already checked). */
 export function readListener(t: Table, at: string, ctx: ListenerContext): ListenerConfig {
   const rows = LISTENERS.rows;
-  const url = requiredString(t, at, "url", `e.g. ${JSON.stringify(LISTENER_URL.example)}`);
+  const url = required(t, at, "url", rows.url.read, URL_HINT);
   const r = parseEndpoint(url, LISTENER_URL);
   if (!r.ok) throw new Invalid(keyPath(at, "url"), url, r.message);
   const { hostname, port } = r.endpoint;

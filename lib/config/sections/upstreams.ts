@@ -4,14 +4,7 @@ import { UPSTREAM_PROTOCOLS } from "../enums.ts";
 import { keyPath } from "../errors.ts";
 import { type FileJobs, filePath, filePathString, pemCertificates } from "../files.ts";
 import { isIP } from "../ip.ts";
-import {
-  Invalid,
-  nonEmptyString,
-  notAllowed,
-  required,
-  requiredString,
-  type Table,
-} from "../readers.ts";
+import { Invalid, nonEmptyString, notAllowed, required, type Table } from "../readers.ts";
 import { declareSection, key } from "../table.ts";
 import { type EndpointRules, parseEndpoint } from "../url.ts";
 import { addressKeyHint, DEFAULT_DOH_PATH } from "./listeners.ts";
@@ -62,6 +55,7 @@ export const UPSTREAM_URL: EndpointRules = {
     "upstreams may be named, resolved through [forwarding] bootstrap)",
 };
 
+const URL_HINT = `e.g. ${JSON.stringify(UPSTREAM_URL.example)}`;
 const TLS_NAME_HINT = `the name to verify on the upstream's certificate, e.g. "cloudflare-dns.com"`;
 
 /** tls_name is matched against the certificate, so it must be a DNS name or an IP literal. */
@@ -80,7 +74,7 @@ const tlsName = (v: unknown, path: string, name: string): string => {
 
 /** The [[upstreams]] keys. A reload rebuilds the upstreams, so every key is reloadable. */
 export const UPSTREAMS = declareSection("upstreams", "upstreams", "array", {
-  url: key(nonEmptyString(`e.g. ${JSON.stringify(UPSTREAM_URL.example)}`), {
+  url: key(nonEmptyString(URL_HINT), {
     doc: "scheme://host[:port][/path] of the server",
     reloadable: true,
   }),
@@ -101,7 +95,7 @@ export function readUpstream(
   at: string,
   ctx: { baseDir: string; files: FileJobs },
 ): UpstreamConfig {
-  const url = requiredString(t, at, "url", `e.g. ${JSON.stringify(UPSTREAM_URL.example)}`);
+  const url = required(t, at, "url", UPSTREAMS.rows.url.read, URL_HINT);
   const r = parseEndpoint(url, UPSTREAM_URL);
   if (!r.ok) throw new Invalid(keyPath(at, "url"), url, r.message);
   const { scheme, hostname, hostnameIsIp, port, path } = r.endpoint;
