@@ -5,7 +5,8 @@
  *
  * For a forwarded answer whose name is not exempt, A and AAAA records holding private, loopback,
  * link-local, unique-local, shared (CGNAT) or unspecified addresses (IPv4-mapped IPv6 included)
- * are removed, as Unbound does, RR by RR; the rest of the answer (CNAMEs, public addresses)
+ * are removed, as Unbound does, RR by RR (so are A/AAAA records whose RDATA has the wrong
+ * length, which a lenient client might still read an address from); the rest of the answer (CNAMEs, public addresses)
  * stays. An answer left with no addresses is NOERROR with no data (NODATA), not SERVFAIL: as
  * Unbound notes, failing would break everyone with private space in public names. With
  * action `refuse`, such an answer is replaced by REFUSED instead (nothing of it reaches the
@@ -23,7 +24,7 @@
  * the filtered reply in the cache: a name belongs to one route, so the exemption cannot differ
  * between clients.
  */
-import { CLASS_IN, type Message, type RecordInfo, RRType } from "../dns/message.ts";
+import { type Message, type RecordInfo, RRType } from "../dns/message.ts";
 import { readName } from "../dns/wire.ts";
 import { type Cidr, parseCidr, PrefixSet } from "../policy/acl.ts";
 import { parseDomainName } from "./records.ts";
@@ -131,14 +132,17 @@ export class RebindingFilter {
     return this.#ranges.hasV6(words);
   }
 
-  /** Whether `rec` is an address record this filter removes. */
+  /**
+   * Whether `rec` is an address record this filter removes: a private address in any class
+   * (a client may not check it), or an A/AAAA whose RDATA has the wrong length for one (a
+   * lenient client could read an address out of it).
+   */
   #bad(reply: Uint8Array, rec: RecordInfo): boolean {
-    if (rec.class !== CLASS_IN) return false;
-    if (rec.type === RRType.A && rec.rdataLength === 4) {
-      return this.isPrivate(reply, rec.rdataOffset, 4);
+    if (rec.type === RRType.A) {
+      return rec.rdataLength !== 4 || this.isPrivate(reply, rec.rdataOffset, 4);
     }
-    if (rec.type === RRType.AAAA && rec.rdataLength === 16) {
-      return this.isPrivate(reply, rec.rdataOffset, 16);
+    if (rec.type === RRType.AAAA) {
+      return rec.rdataLength !== 16 || this.isPrivate(reply, rec.rdataOffset, 16);
     }
     return false;
   }
