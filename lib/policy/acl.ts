@@ -144,8 +144,11 @@ export function formatCidr(c: Cidr): string {
     : `${formatIPv6(c.address)}/${c.prefix}`;
 }
 
-/** Prefixes flattened into typed arrays: network and mask words side by side, scanned linearly. */
-class PrefixSet {
+/**
+ * Prefixes flattened into typed arrays: network and mask words side by side, scanned linearly.
+ * Exported for other per-query address checks (rebinding protection in lib/route/).
+ */
+export class PrefixSet {
   /** Pairs (network, mask) as signed 32-bit values, so a match is `(ip & mask) === net`. */
   readonly #v4: Int32Array;
   /** Per prefix: 4 network words then 4 mask words. */

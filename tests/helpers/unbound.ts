@@ -131,16 +131,19 @@ const READY = "start of service";
 /**
  * Starts `unbound -d -c <tmp conf>` serving DoT on 127.0.0.1 (on `opts.port`, or a free port,
  * retrying with another if that one was taken meanwhile). Resolves once unbound has logged
- * "start of service" and accepts TCP connections.
+ * "start of service" and accepts TCP connections. `opts.config` replaces the configuration
+ * (it must listen on TCP at 127.0.0.1 on the port it is given).
  */
-export async function startUnbound(opts: { port?: number } = {}): Promise<Unbound> {
+export async function startUnbound(
+  opts: { port?: number; config?: (port: number, dir: string) => string } = {},
+): Promise<Unbound> {
   const bin = await findTool("unbound");
   if (!bin) throw new Error("unbound is not installed");
   const attempts = opts.port === undefined ? 5 : 1;
   let lastErr: unknown;
   for (let i = 0; i < attempts; i++) {
     try {
-      return await startOnce(bin, opts.port ?? freePort());
+      return await startOnce(bin, opts.port ?? freePort(), opts.config ?? unboundConfig);
     } catch (err) {
       lastErr = err;
     }
@@ -148,11 +151,15 @@ export async function startUnbound(opts: { port?: number } = {}): Promise<Unboun
   throw lastErr;
 }
 
-async function startOnce(bin: string, port: number): Promise<Unbound> {
+async function startOnce(
+  bin: string,
+  port: number,
+  config: (port: number, dir: string) => string,
+): Promise<Unbound> {
   const hostname = "127.0.0.1";
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-unbound-" });
   const conf = `${dir}/unbound.conf`;
-  await Deno.writeTextFile(conf, unboundConfig(port, dir));
+  await Deno.writeTextFile(conf, config(port, dir));
 
   const child = new Deno.Command(bin, {
     args: ["-d", "-c", conf],
