@@ -330,27 +330,42 @@ export function withoutOpt(
   let ownerStart = edns.start; // where the next moved record begins, in the new bytes
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
-    if (r.ttlOffset < edns.start) {
-      ttlOffsets[i] = r.ttlOffset;
-      continue;
-    }
-    const ttl = r.ttlOffset - cutLen;
-    const rdata = r.rdataOffset - cutLen;
+    const moved = r.ttlOffset > edns.start;
+    const shift = moved ? cutLen : 0;
+    const ttl = r.ttlOffset - shift;
+    const rdata = r.rdataOffset - shift;
     const rdataEnd = rdata + r.rdataLength;
     ttlOffsets[i] = ttl;
-    // Owner name ends where type + class (4 bytes) before the TTL begin.
-    if (shiftNamePointers(bytes, ownerStart, ttl - 4, edns.end, cutLen) !== ttl - 4) return null;
-    const layout = RDATA_NAME_LAYOUT.get(r.type);
-    if (layout) {
-      let p = rdata;
-      for (const skip of layout) {
-        p = shiftNamePointers(bytes, p + skip, rdataEnd, edns.end, cutLen);
-        if (p < 0) return null;
-      }
+    // Owner name ends where type + class (4 bytes) before the TTL begin. Owners before the OPT
+    // can only point backwards (the decoder checks), so only moved ones can need a change.
+    if (moved) {
+      if (shiftNamePointers(bytes, ownerStart, ttl - 4, edns.end, cutLen) !== ttl - 4) return null;
+      ownerStart = rdataEnd;
     }
-    ownerStart = rdataEnd;
+    // Rdata names are kept raw by the decoder and may point forwards, past the OPT, from a
+    // record before it too (issue 11 item 11).
+    if (!shiftRdataNames(bytes, r.type, rdata, rdataEnd, edns.end, cutLen)) return null;
   }
   return { bytes, ttlOffsets };
+}
+
+/** Moves the pointers in the compressible rdata names of one record; false if malformed. */
+function shiftRdataNames(
+  bytes: Uint8Array,
+  type: number,
+  rdata: number,
+  rdataEnd: number,
+  cutEnd: number,
+  cutLen: number,
+): boolean {
+  const layout = RDATA_NAME_LAYOUT.get(type);
+  if (!layout) return true;
+  let p = rdata;
+  for (const skip of layout) {
+    p = shiftNamePointers(bytes, p + skip, rdataEnd, cutEnd, cutLen);
+    if (p < 0) return false;
+  }
+  return true;
 }
 
 /**
