@@ -32,7 +32,7 @@ import { nameToString } from "../dns/wire.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { QueryLog } from "../metrics/query_log.ts";
 import type { Acl } from "../policy/acl.ts";
-import type { RateLimiter } from "../policy/rate_limit.ts";
+import { Admission, type RateLimiter } from "../policy/rate_limit.ts";
 import type { Clock } from "../sys/clock.ts";
 import { logger } from "../sys/log.ts";
 import type { Upstream, UpstreamErrorKind } from "../upstream/upstream.ts";
@@ -78,7 +78,8 @@ export interface PipelineOptions {
   /** Refresh popular entries in the last 10% of their TTL. */
   prefetch?: boolean;
   /**
-   * Per-client rate limit. Over UDP only every `slip`-th query over the limit gets the action's
+   * Per-client rate limit; UDP and stream queries have separate allowances (see RateLimiter).
+   * Over UDP only every `slip`-th query over the limit (counted per prefix) gets the action's
    * answer (TC=1 or REFUSED), the rest are dropped; `slip` 1 (the default) answers all, 0 none.
    */
   rateLimit?: {
@@ -133,8 +134,6 @@ interface Outcome {
 /** The transport-independent query handler, tracking what is in flight for graceful shutdown. */
 export class Pipeline {
   #inFlight = 0;
-  /** Queries over the rate limit since the last one that got an answer (see `slip`). */
-  #overLimit = 0;
   #drainWaiters: (() => void)[] = [];
   #coalescer = new Coalescer<Forwarded>();
   /** Queries shed because max_in_flight was reached. */
@@ -188,14 +187,18 @@ export class Pipeline {
     if (policy && !policy.acl.allows(client)) {
       metrics?.aclRefused(transport);
       turnedAway = policy.aclAction;
-    } else if (rateLimit && !rateLimit.limiter.allow(client)) {
-      metrics?.rateLimited(transport);
-      turnedAway = rateLimit.action;
-      limited = true;
-      if (transport !== "udp") {
+    } else if (rateLimit) {
+      // Streams draw from their own allowance: a client sent TC=1 over UDP gets its TCP retry.
+      const stream = transport !== "udp";
+      const admitted = rateLimit.limiter.admit(client, stream, rateLimit.slip ?? 1);
+      if (admitted !== Admission.ALLOWED) {
+        metrics?.rateLimited(transport);
+        turnedAway = rateLimit.action;
+        limited = true;
         // A TC=1 answer only makes sense over UDP: over a stream the client cannot retry elsewhere.
-        if (turnedAway === "truncate") turnedAway = "drop";
-      } else if (turnedAway !== "drop" && !this.#slips(rateLimit.slip ?? 1)) turnedAway = "drop";
+        if (stream && turnedAway === "truncate") turnedAway = "drop";
+        if (admitted === Admission.SILENT) turnedAway = "drop";
+      }
     }
     if (turnedAway === "drop") {
       metrics?.dropped(transport, "policy");
@@ -278,14 +281,6 @@ export class Pipeline {
       return null;
     }
     return { miss: true, msg, key, maxUdpSize };
-  }
-
-  /** Whether this query over the rate limit gets its answer: every `slip`-th one does (RRL). */
-  #slips(slip: number): boolean {
-    if (slip <= 1) return slip === 1;
-    if (++this.#overLimit < slip) return false;
-    this.#overLimit = 0;
-    return true;
   }
 
   /**

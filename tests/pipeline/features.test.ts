@@ -230,7 +230,53 @@ Deno.test("slip does not thin REFUSED over TCP, and slip 0 answers nothing over 
     });
   await over("udp"); // the burst
   for (let i = 0; i < 3; i++) assert.equal(await over("udp"), null);
+  assert.equal(parse((await over("tcp"))!.bytes).rcode, "NOERROR", "TCP's own burst");
   for (let i = 0; i < 3; i++) assert.equal(parse((await over("tcp"))!.bytes).rcode, "REFUSED");
+});
+
+Deno.test("a client sent TC=1 by the rate limit is answered when it retries over TCP", async () => {
+  const clock = new FakeClock(); // stands still: no refill
+  const limiter = new RateLimiter({ clock, qps: 1, burst: 1 });
+  const { pipeline, held } = setup({ rateLimit: { limiter, action: "truncate" } });
+  const ask = (transport: "udp" | "tcp", client: string) =>
+    Promise.resolve(pipeline.handle({
+      bytes: buildQuery("retry.test", "A", 4),
+      transport,
+      client: { hostname: client, port: 1 },
+    }));
+  // A (spoofed) flood empties the /24's UDP allowance...
+  const first = ask("udp", "192.0.2.66");
+  await settle();
+  held.answer();
+  await first;
+  assert.equal(parse((await ask("udp", "192.0.2.7"))!.bytes).flag_tc, true);
+  // ...the real client follows the TC=1 and gets its answer over TCP (from the cache here).
+  const overTcp = await ask("tcp", "192.0.2.7");
+  assert.ok(overTcp, "the TCP retry is not dropped");
+  const msg = parse(overTcp.bytes);
+  assert.equal(msg.flag_tc, false);
+  assert.equal(msg.answers?.length, 1);
+  // A TCP flooder is still bounded, by the stream allowance.
+  assert.equal(await ask("tcp", "192.0.2.7"), null);
+});
+
+Deno.test("slip is counted per prefix: one prefix's flood does not pick another's TC=1 answers", async () => {
+  const clock = new FakeClock();
+  const limiter = new RateLimiter({ clock, qps: 1, burst: 1 });
+  const { pipeline } = setup({ rateLimit: { limiter, action: "truncate", slip: 2 } });
+  const over = (client: string) =>
+    pipeline.handle({
+      bytes: buildQuery("slip.test", "ANY", 7),
+      transport: "udp",
+      client: { hostname: client, port: 1 },
+    });
+  const tc = (a: ReturnType<typeof over>) => a !== null && !("then" in a) && (a.bytes[2] & 2) !== 0;
+  assert.equal(tc(over("192.0.2.1")), false, "A's burst");
+  assert.equal(tc(over("198.51.100.1")), false, "B's burst");
+  assert.equal(over("192.0.2.1"), null, "A's first over the limit is thinned");
+  assert.equal(over("198.51.100.1"), null, "so is B's: A's count is not B's");
+  assert.equal(tc(over("198.51.100.1")), true, "B's second gets TC=1");
+  assert.equal(tc(over("192.0.2.1")), true, "A's second gets TC=1");
 });
 
 Deno.test("error answers over UDP beyond the client's error budget are dropped and counted", async () => {
