@@ -111,6 +111,11 @@ export function rcodeForUpstreamError(kind: UpstreamErrorKind): number {
   return kind === "overloaded" ? Rcode.REFUSED : Rcode.SERVFAIL;
 }
 
+/** Rcodes by which an upstream says it could not resolve the name (so "ask someone else"). */
+function isFailureRcode(rcode: number): boolean {
+  return rcode === Rcode.SERVFAIL || rcode === Rcode.REFUSED;
+}
+
 /** An upstream reply shared by every client waiting for the same key. */
 type Forwarded =
   | { ok: true; reply: Uint8Array; msg: Message; upstream: string }
@@ -329,6 +334,12 @@ export class Pipeline {
       }
     } else {
       result = await work;
+    }
+    // RFC 8767: SERVFAIL or REFUSED from the upstreams is a failure to resolve, as much as a
+    // timeout is (a resolver's usual answer when a zone's servers are down): answer stale.
+    if (result.ok && serveStale && isFailureRcode(result.msg.rcode)) {
+      const hit = stale();
+      if (hit) return { bytes: this.#forClient(hit.bytes, msg), cacheHit: true, upstream: null };
     }
     if (result.ok) {
       const out = clientAnswer(result.reply, result.msg, {

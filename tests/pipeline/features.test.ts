@@ -33,7 +33,21 @@ function heldUpstream() {
     w.resolve({ ok: true, reply: new Uint8Array(reply), upstream: "held" });
   };
   const fail = () => waiting.shift()!.resolve(failure("timeout", "held", "scripted"));
-  return { upstream, waiting, answer, fail };
+  /** Answers the oldest waiting exchange with an error rcode and no records. */
+  const answerRcode = (rcode: "SERVFAIL" | "REFUSED") => {
+    const w = waiting.shift();
+    assert.ok(w, "no exchange is waiting");
+    const q = parse(w.query);
+    const reply = dnsPacket.encode({
+      type: "response",
+      id: q.id,
+      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE |
+        (rcode === "SERVFAIL" ? 2 : 5),
+      questions: q.questions,
+    });
+    w.resolve({ ok: true, reply: new Uint8Array(reply), upstream: "held" });
+  };
+  return { upstream, waiting, answer, fail, answerRcode };
 }
 
 function setup(extra: Partial<PipelineOptions> = {}) {
@@ -107,6 +121,28 @@ Deno.test("an expired answer is served stale (TTL 30) when the upstream fails", 
   assert.equal(parse(reply).rcode, "NOERROR");
   assert.equal(ttlOf(reply), 30);
 });
+
+for (const rcode of ["SERVFAIL", "REFUSED"] as const) {
+  Deno.test(`an expired answer is served stale (TTL 30) when the upstream answers ${rcode}`, async () => {
+    const { clock, held, ask } = setup({ serveStale: { answerAfterMs: 1800 } });
+    const first = ask("stale-rcode.test");
+    await settle();
+    held.answer(60);
+    await first;
+    clock.advance(120_000);
+    const second = ask("stale-rcode.test", 9);
+    await settle();
+    held.answerRcode(rcode);
+    const reply = (await second)!.bytes;
+    assert.equal(parse(reply).rcode, "NOERROR");
+    assert.equal(ttlOf(reply), 30);
+    // Without an entry to fall back on, the upstream's answer is passed on as it is.
+    const fresh = ask("no-entry.test", 10);
+    await settle();
+    held.answerRcode(rcode);
+    assert.equal(parse((await fresh)!.bytes).rcode, rcode);
+  });
+}
 
 Deno.test("a slow upstream gets stale_answer_after before the stale answer is used", async () => {
   const { clock, held, ask, cache } = setup({ serveStale: { answerAfterMs: 1800 } });
