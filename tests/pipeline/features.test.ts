@@ -296,7 +296,7 @@ Deno.test("a client sent TC=1 by the rate limit is answered when it retries over
   assert.equal(await ask("tcp", "192.0.2.7"), null);
 });
 
-Deno.test("slip is counted per prefix: one prefix's flood does not pick another's TC=1 answers", async () => {
+Deno.test("slip is counted per prefix: one prefix's flood does not pick another's TC=1 answers", () => {
   const clock = new FakeClock();
   const limiter = new RateLimiter({ clock, qps: 1, burst: 1 });
   const { pipeline } = setup({ rateLimit: { limiter, action: "truncate", slip: 2 } });
