@@ -108,6 +108,7 @@ function pipelineOptions(
       ? perPrefix(rl.errorsQps, Math.max(1, Math.ceil(2 * rl.errorsQps)))
       : null,
     anyQueries: config.policy.anyQueries,
+    ecs: config.forwarding.ecs,
     metrics,
     queryLog,
   };

@@ -11,10 +11,18 @@
  * compacting heap, one header each. All times in an entry are integers (small ints, never boxed).
  */
 
-import { Flag, type Message, Opcode, opcodeOf, Rcode, RRType } from "../dns/message.ts";
+import {
+  type EdnsOption,
+  Flag,
+  type Message,
+  Opcode,
+  opcodeOf,
+  Rcode,
+  RRType,
+} from "../dns/message.ts";
 import { restoreQuestionCase, withoutOpt } from "../dns/reply.ts";
 import type { Clock } from "../sys/clock.ts";
-import { keyFor } from "./key.ts";
+import { keyBits, keyFor } from "./key.ts";
 
 export { cacheKey } from "./key.ts";
 
@@ -47,6 +55,8 @@ export interface CacheHit {
   stale: boolean;
   /** Refresh this entry upstream in the background: popular and in its last 10% of TTL. */
   prefetch: boolean;
+  /** The upstream's options stored with the entry (its EDEs, its ECS scope), or null. */
+  options: EdnsOption[] | null;
 }
 
 /** Counters for monitoring, cumulative since the cache was made (entries and bytes are current). */
@@ -108,8 +118,10 @@ const CHUNK = 8192;
 class Entry {
   constructor(
     /**
-     * The OPT-less reply, one char per byte, then one big-endian u16 TTL offset per record; the
-     * reply's own header counts say how many (ancount + nscount + arcount).
+     * The OPT-less reply, one char per byte, then one big-endian u16 TTL offset per record (the
+     * reply's own header counts say how many: ancount + nscount + arcount), then the upstream
+     * options kept for the client in wire form (code, length, data), then their length as a
+     * big-endian u16 (two chars, 0 for none).
      */
     readonly data: string,
     /**
@@ -126,12 +138,33 @@ class Entry {
   ) {}
 }
 
-/** Length of the reply part of Entry.data: all of it but two chars per record. */
+/** Length of the stored options of Entry.data (its last two chars). */
+function optionsLength(data: string): number {
+  return (data.charCodeAt(data.length - 2) << 8) | data.charCodeAt(data.length - 1);
+}
+
+/** Length of the reply part of Entry.data: all of it but two chars per record and the options. */
 function replyLength(data: string): number {
   const records = ((data.charCodeAt(6) << 8) | data.charCodeAt(7)) +
     ((data.charCodeAt(8) << 8) | data.charCodeAt(9)) +
     ((data.charCodeAt(10) << 8) | data.charCodeAt(11));
-  return data.length - 2 * records;
+  return data.length - 2 * records - 2 - optionsLength(data);
+}
+
+/** The options stored at the end of Entry.data, as fresh EdnsOptions; null when none. */
+function storedOptions(data: string): EdnsOption[] | null {
+  const len = optionsLength(data);
+  if (len === 0) return null;
+  const raw = new Uint8Array(len);
+  const start = data.length - 2 - len;
+  for (let i = 0; i < len; i++) raw[i] = data.charCodeAt(start + i);
+  const out: EdnsOption[] = [];
+  for (let p = 0; p + 4 <= len;) {
+    const n = (raw[p + 2] << 8) | raw[p + 3];
+    out.push({ code: (raw[p] << 8) | raw[p + 1], data: raw.subarray(p + 4, p + 4 + n) });
+    p += 4 + n;
+  }
+  return out;
 }
 
 /** Bytes as a one-byte string (every char < 256), chunked to keep argument lists short. */
@@ -213,12 +246,21 @@ export class ResponseCache {
    * fresh or servable stale (a failed refresh must not destroy what serve-stale would send).
    * Never: TC, other rcodes, zone transfers, responses without a question or whose question does
    * not match `key`, a TTL of 0 from upstream, or an entry larger than maxBytes. The upstream OPT
-   * is not stored. Returns whether the reply was stored.
+   * is not stored, only `options` from it (the ones the client should get too, see
+   * relayedOptions), given back with every hit. Returns whether the reply was stored.
    */
-  store(key: string, reply: Uint8Array, msg: Message): boolean {
+  store(
+    key: string,
+    reply: Uint8Array,
+    msg: Message,
+    options?: readonly EdnsOption[] | null,
+  ): boolean {
     const q = msg.question;
-    // The reply's question must be the key's (DO and CD, which replies do not echo, taken as given).
-    if (q === null || key === "" || key !== keyFor(q, key.charCodeAt(key.length - 1))) return false;
+    // The reply's question must be the key's (the flag bits and client subnet, which replies do
+    // not echo, taken as given).
+    if (q === null || key === "" || !key.startsWith(keyFor(q, keyBits(key, q.name.length)))) {
+      return false;
+    }
     if (q.qtype === AXFR || q.qtype === IXFR || this.#maxEntries === 0) return false;
     const flags = msg.header.flags;
     if ((flags & Flag.QR) === 0 || (flags & Flag.TC) !== 0) return false;
@@ -234,13 +276,27 @@ export class ResponseCache {
     if (stripped === null) return false;
     const { bytes, ttlOffsets } = stripped;
     const msgLen = bytes.length;
+    let optLen = 0;
+    for (const o of options ?? []) optLen += 4 + o.data.length;
+    if (optLen > 0xffff) return false;
     // One flat string in one call: appending the offsets would leave a chain of cons strings.
-    const packed = new Uint8Array(msgLen + 2 * ttlOffsets.length);
+    const packed = new Uint8Array(msgLen + 2 * ttlOffsets.length + optLen + 2);
     packed.set(bytes);
-    for (let i = 0, p = msgLen; i < ttlOffsets.length; i++, p += 2) {
+    let p = msgLen;
+    for (let i = 0; i < ttlOffsets.length; i++, p += 2) {
       packed[p] = ttlOffsets[i] >>> 8;
       packed[p + 1] = ttlOffsets[i];
     }
+    for (const o of options ?? []) {
+      packed[p] = o.code >>> 8;
+      packed[p + 1] = o.code;
+      packed[p + 2] = o.data.length >>> 8;
+      packed[p + 3] = o.data.length;
+      packed.set(o.data, p + 4);
+      p += 4 + o.data.length;
+    }
+    packed[p] = optLen >>> 8;
+    packed[p + 1] = optLen;
     const data = bytesToString(packed);
     const size = packed.length + key.length + CACHE_ENTRY_OVERHEAD;
     if (size > this.#maxBytes) return false;
@@ -285,7 +341,8 @@ export class ResponseCache {
       }
       this.#staleHits++;
       this.#touch(e);
-      return { bytes: this.#render(e, clientId, clientName, -1), stale: true, prefetch: false };
+      const bytes = this.#render(e, clientId, clientName, -1);
+      return { bytes, stale: true, prefetch: false, options: storedOptions(e.data) };
     }
     this.#hits++;
     this.#touch(e);
@@ -301,7 +358,7 @@ export class ResponseCache {
     }
     e.meta = meta;
     const bytes = this.#render(e, clientId, clientName, Math.floor(ageMs / 1000));
-    return { bytes, stale: false, prefetch };
+    return { bytes, stale: false, prefetch, options: storedOptions(e.data) };
   }
 
   /**
@@ -393,7 +450,8 @@ export class ResponseCache {
     const kind = e.meta & KIND_MASK;
     const floor = kind === POSITIVE ? this.#minTtl : 0;
     const cap = kind === POSITIVE ? this.#maxTtl : e.lifetime;
-    for (let p = msgLen; p < data.length; p += 2) {
+    const offsetsEnd = data.length - 2 - optionsLength(data);
+    for (let p = msgLen; p < offsetsEnd; p += 2) {
       const at = (data.charCodeAt(p) << 8) | data.charCodeAt(p + 1);
       let ttl = STALE_TTL;
       if (age >= 0) {

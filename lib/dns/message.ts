@@ -201,10 +201,26 @@ function decodeOpt(buf: Uint8Array, start: number, p: number, end: number): Deco
  * Walks the whole message: header, at most one question, every RR's position; OPT parsed.
  * Errors: qdcount > 1 → multiple_questions; counts claiming more RRs than bytes → truncated;
  * OPT with non-root owner → opt_not_root; two OPTs → opt_duplicate; OPT not in additional section or
- * option lengths overrunning rdata → opt_malformed; bytes left after the last RR → trailing_bytes.
- * Allocates the result, the question name, one RecordInfo per RR and the EDNS options only.
+ * option lengths overrunning rdata → opt_malformed. Bytes after the last RR are ignored (`end`
+ * says where the message ends): a reply with padding garbage after it is still the reply, as
+ * other resolvers read it. Allocates the result, the question name, one RecordInfo per RR and the
+ * EDNS options only.
  */
 export function decodeMessage(buf: Uint8Array): Decoded<Message> {
+  return walk(buf, false);
+}
+
+/**
+ * The decoder for incoming queries: header + question + OPT, by the same walk, but strict about
+ * the end: bytes after the last RR → trailing_bytes (FORMERR, as BIND answers). A query is a few
+ * dozen bytes with rarely more than the OPT RR, so the full walk costs the same and keeps one
+ * set of rules (and `records` is simply empty for an ordinary query).
+ */
+export function decodeQuery(buf: Uint8Array): Decoded<Message> {
+  return walk(buf, true);
+}
+
+function walk(buf: Uint8Array, strictEnd: boolean): Decoded<Message> {
   const h = decodeHeader(buf);
   if (!h.ok) return h;
   const header = h.value;
@@ -276,7 +292,9 @@ export function decodeMessage(buf: Uint8Array): Decoded<Message> {
       p = end;
     }
   }
-  if (p < buf.length) return fail("trailing_bytes", p, `${buf.length - p} bytes after the last RR`);
+  if (strictEnd && p < buf.length) {
+    return fail("trailing_bytes", p, `${buf.length - p} bytes after the last RR`);
+  }
   return {
     ok: true,
     value: {
@@ -291,13 +309,4 @@ export function decodeMessage(buf: Uint8Array): Decoded<Message> {
       end: p,
     },
   };
-}
-
-/**
- * The cheap path for incoming queries: header + question + OPT. A query is a few dozen bytes with
- * rarely more than the OPT RR, so the full walk costs the same and keeps one set of rules (and
- * `records` is simply empty for an ordinary query).
- */
-export function decodeQuery(buf: Uint8Array): Decoded<Message> {
-  return decodeMessage(buf);
 }

@@ -13,6 +13,7 @@ import {
   type Header,
   HEADER_SIZE,
   type Message,
+  Opcode,
   opcodeOf,
   type Question,
   Rcode,
@@ -119,12 +120,34 @@ export function withId(msg: Uint8Array, id: number): Uint8Array {
 }
 
 /**
- * An error reply to a decoded query, so the proxy can answer without upstream: same ID, QR=1,
- * opcode/RD/CD copied, RA=1, `rcode` (low 4 bits in the header, the rest in the OPT extended-rcode),
- * the question echoed, and an OPT RR when the query had EDNS (udpSize = `opts.udpSize`, default
- * 1232; DO copied; no options). The question is rebuilt from the decoded `query`, so
- * `_queryBytes` is not read (kept so callers may pass the bytes they decoded).
+ * An error answer to a decoded query, without OPT (the caller adds the per-hop one, see
+ * lib/dns/edns.ts forClient): same ID, QR=1, opcode and RD copied, the rcode's low 4 bits, the
+ * question echoed. RA and CD are set (RA) and copied (CD) only for opcode QUERY: they are defined
+ * for QUERY alone (RFC 1035, RFC 4035), and a resolver's NOTIMP to another opcode says nothing
+ * about recursion (genreport's `opcode` check).
  * Throws RangeError if rcode is not in [0, 4095], or is above 15 for a query without EDNS.
+ */
+export function errorAnswer(query: Message, rcode: number): Uint8Array {
+  if (!Number.isInteger(rcode) || rcode < 0 || rcode > 0xfff) {
+    throw new RangeError(`rcode must be an integer in [0, 4095], got ${rcode}`);
+  }
+  const { edns, question } = query;
+  if (rcode > 0xf && !edns) throw new RangeError(`rcode ${rcode} needs EDNS, the query has none`);
+  const qflags = query.header.flags;
+  const isQuery = opcodeOf(qflags) === Opcode.QUERY;
+  const flags = Flag.QR | (qflags & (OPCODE_MASK | Flag.RD)) | (rcode & 0xf) |
+    (isQuery ? Flag.RA | (qflags & Flag.CD) : 0);
+  const out = new Uint8Array(HEADER_SIZE + (question ? question.name.length + 4 : 0));
+  writeHeader(out, query.header.id, flags, question ? 1 : 0, 0, 0, 0);
+  if (question) writeQuestion(out, HEADER_SIZE, question.name, question.qtype, question.qclass);
+  return out;
+}
+
+/**
+ * A complete error reply in one call (tests, tools): {@link errorAnswer} plus an OPT when the
+ * query had EDNS (udpSize = `opts.udpSize`, default 1232; DO copied; the rcode's high bits in
+ * the extended rcode; no options). The question is rebuilt from the decoded `query`, so
+ * `_queryBytes` is not read (kept so callers may pass the bytes they decoded).
  */
 export function errorReply(
   query: Message,
@@ -132,23 +155,10 @@ export function errorReply(
   rcode: number,
   opts?: { udpSize?: number },
 ): Uint8Array {
-  if (!Number.isInteger(rcode) || rcode < 0 || rcode > 0xfff) {
-    throw new RangeError(`rcode must be an integer in [0, 4095], got ${rcode}`);
-  }
-  const { edns, question } = query;
-  if (rcode > 0xf && !edns) throw new RangeError(`rcode ${rcode} needs EDNS, the query has none`);
+  const out = errorAnswer(query, rcode);
+  if (!query.edns) return out;
   const udpSize = opts?.udpSize ?? DEFAULT_EDNS_UDP_SIZE;
-  checkU16(udpSize, "udpSize");
-  const qflags = query.header.flags;
-  const flags = Flag.QR | (qflags & (OPCODE_MASK | Flag.RD | Flag.CD)) | Flag.RA | (rcode & 0xf);
-  const size = HEADER_SIZE + (question ? question.name.length + 4 : 0) +
-    (edns ? OPT_FIXED_SIZE : 0);
-  const out = new Uint8Array(size);
-  writeHeader(out, query.header.id, flags, question ? 1 : 0, 0, 0, edns ? 1 : 0);
-  let p = HEADER_SIZE;
-  if (question) p = writeQuestion(out, p, question.name, question.qtype, question.qclass);
-  if (edns) writeOpt(out, p, udpSize, rcode >> 4, edns.dnssecOk, []);
-  return out;
+  return appendOpt(out, { udpSize, dnssecOk: query.edns.dnssecOk, extendedRcode: rcode >> 4 });
 }
 
 /** FORMERR when only the header could be read: header only, same ID and opcode, QR=1, counts 0. */
@@ -330,27 +340,42 @@ export function withoutOpt(
   let ownerStart = edns.start; // where the next moved record begins, in the new bytes
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
-    if (r.ttlOffset < edns.start) {
-      ttlOffsets[i] = r.ttlOffset;
-      continue;
-    }
-    const ttl = r.ttlOffset - cutLen;
-    const rdata = r.rdataOffset - cutLen;
+    const moved = r.ttlOffset > edns.start;
+    const shift = moved ? cutLen : 0;
+    const ttl = r.ttlOffset - shift;
+    const rdata = r.rdataOffset - shift;
     const rdataEnd = rdata + r.rdataLength;
     ttlOffsets[i] = ttl;
-    // Owner name ends where type + class (4 bytes) before the TTL begin.
-    if (shiftNamePointers(bytes, ownerStart, ttl - 4, edns.end, cutLen) !== ttl - 4) return null;
-    const layout = RDATA_NAME_LAYOUT.get(r.type);
-    if (layout) {
-      let p = rdata;
-      for (const skip of layout) {
-        p = shiftNamePointers(bytes, p + skip, rdataEnd, edns.end, cutLen);
-        if (p < 0) return null;
-      }
+    // Owner name ends where type + class (4 bytes) before the TTL begin. Owners before the OPT
+    // can only point backwards (the decoder checks), so only moved ones can need a change.
+    if (moved) {
+      if (shiftNamePointers(bytes, ownerStart, ttl - 4, edns.end, cutLen) !== ttl - 4) return null;
+      ownerStart = rdataEnd;
     }
-    ownerStart = rdataEnd;
+    // Rdata names are kept raw by the decoder and may point forwards, past the OPT, from a
+    // record before it too (issue 11 item 11).
+    if (!shiftRdataNames(bytes, r.type, rdata, rdataEnd, edns.end, cutLen)) return null;
   }
   return { bytes, ttlOffsets };
+}
+
+/** Moves the pointers in the compressible rdata names of one record; false if malformed. */
+function shiftRdataNames(
+  bytes: Uint8Array,
+  type: number,
+  rdata: number,
+  rdataEnd: number,
+  cutEnd: number,
+  cutLen: number,
+): boolean {
+  const layout = RDATA_NAME_LAYOUT.get(type);
+  if (!layout) return true;
+  let p = rdata;
+  for (const skip of layout) {
+    p = shiftNamePointers(bytes, p + skip, rdataEnd, cutEnd, cutLen);
+    if (p < 0) return false;
+  }
+  return true;
 }
 
 /**
@@ -362,7 +387,12 @@ export function withoutOpt(
  */
 export function appendOpt(
   msg: Uint8Array,
-  opt: { udpSize: number; dnssecOk: boolean; extendedRcode?: number; options?: EdnsOption[] },
+  opt: {
+    udpSize: number;
+    dnssecOk: boolean;
+    extendedRcode?: number;
+    options?: readonly EdnsOption[];
+  },
 ): Uint8Array {
   if (msg.length < HEADER_SIZE) throw new RangeError("message too short to hold a header");
   const arcount = (msg[10] << 8) | msg[11];
@@ -415,5 +445,40 @@ export function minimalAnyReply(query: Message): Uint8Array | null {
   out[p] = RFC8482_CPU.length;
   out.set(RFC8482_CPU, p + 1);
   out[p + 1 + RFC8482_CPU.length] = 0; // OS: the empty string
+  return out;
+}
+
+/** Longest character-string in TXT rdata (RFC 1035 §3.3: one length byte). */
+const MAX_CHARACTER_STRING = 255;
+
+/**
+ * An answer holding one TXT record with `text` at the query name, in the query's class, TTL 0:
+ * for data dotproxy serves itself, such as its identity for `id.server` / `hostname.bind` in
+ * class CH (RFC 4892). AA set (it is ours), RA set, RD and CD copied, no OPT (the caller adds
+ * the per-hop one). `text` longer than 255 bytes is split into several character-strings.
+ * Returns null for a query without a question.
+ */
+export function txtAnswer(query: Message, text: Uint8Array): Uint8Array | null {
+  const q = query.question;
+  if (!q) return null;
+  const strings = Math.max(1, Math.ceil(text.length / MAX_CHARACTER_STRING));
+  const rdata = text.length + strings;
+  checkU16(rdata, "TXT rdata length");
+  const out = new Uint8Array(HEADER_SIZE + q.name.length + 4 + 12 + rdata);
+  const flags = Flag.QR | Flag.AA | Flag.RA |
+    (query.header.flags & (OPCODE_MASK | Flag.RD | Flag.CD));
+  writeHeader(out, query.header.id, flags, 1, 1, 0, 0);
+  let p = writeQuestion(out, HEADER_SIZE, q.name, q.qtype, q.qclass);
+  putU16(out, p, 0xc000 | HEADER_SIZE); // owner: a pointer to the question name
+  putU16(out, p + 2, RRType.TXT);
+  putU16(out, p + 4, q.qclass);
+  putU16(out, p + 10, rdata); // TTL 0 (bytes 6-9): never cached downstream
+  p += 12;
+  for (let i = 0; i < strings; i++) {
+    const chunk = text.subarray(i * MAX_CHARACTER_STRING, (i + 1) * MAX_CHARACTER_STRING);
+    out[p] = chunk.length;
+    out.set(chunk, p + 1);
+    p += 1 + chunk.length;
+  }
   return out;
 }

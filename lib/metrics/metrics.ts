@@ -9,6 +9,7 @@
  * so they cost the query path nothing.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { EDE_LABELS, type EdeCode } from "../dns/ede.ts";
 import type { UpstreamErrorKind } from "../upstream/upstream.ts";
 import { QTYPE_LABELS, qtypeIndex, RCODE_LABELS, rcodeIndex } from "./dns_names.ts";
 
@@ -302,6 +303,8 @@ export class Metrics {
   readonly #policy = new Float64Array(NP * NPOL);
   readonly #alwaysShown: boolean[];
   #prefetches = 0;
+  /** Extended DNS Errors sent, by code (a small table: lib/dns/ede.ts). */
+  readonly #edes = new Map<EdeCode, number>();
   readonly #upstreams = new Map<string, Recorder>();
   #sources: MetricSources = {};
   readonly #collectors: (() => void | Promise<void>)[] = [];
@@ -345,6 +348,11 @@ export class Metrics {
   /** A query turned away by the per-client rate limit. */
   rateLimited(protocol: ListenerProtocol): void {
     this.#policy[protocolIndex(protocol) * NPOL + RATE_LIMITED]++;
+  }
+
+  /** An answer decided here carried this RFC 8914 Extended DNS Error to an EDNS client. */
+  extendedError(code: EdeCode): void {
+    this.#edes.set(code, (this.#edes.get(code) ?? 0) + 1);
   }
 
   /** A background refresh of a popular cache entry was started. */
@@ -459,6 +467,17 @@ export class Metrics {
       "Queries turned away by the per-client rate limit.",
       ["protocol"],
       perProtocol(RATE_LIMITED),
+    );
+    counter(
+      "dotproxy_extended_errors_total",
+      "Extended DNS Errors (RFC 8914) sent with answers decided here, by code and name " +
+        "(upstreams' own EDEs, passed through, are not counted).",
+      ["code", "name"],
+      (emit) => {
+        for (const [code, name] of EDE_LABELS) {
+          emit({ code: String(code), name }, this.#edes.get(code) ?? 0);
+        }
+      },
     );
     counter(
       "dotproxy_dropped_queries_total",

@@ -7,11 +7,23 @@
 import { cacheKey } from "../cache/key.ts";
 import type { ResponseCache } from "../cache/cache.ts";
 import { Coalescer } from "../cache/coalesce.ts";
-import { clientAnswer } from "../dns/edns.ts";
+import { type Ede, ede, EdeCode } from "../dns/ede.ts";
+import {
+  type ClientSubnet,
+  clientSubnet,
+  ecsEcho,
+  ecsScope,
+  forClient,
+  hasOption,
+  OptionCode,
+  optless,
+  relayedOptions,
+} from "../dns/edns.ts";
 import {
   decodeHeader,
   decodeMessage,
   decodeQuery,
+  type EdnsOption,
   Flag,
   isResponse,
   type Message,
@@ -21,18 +33,18 @@ import {
   RRType,
 } from "../dns/message.ts";
 import {
-  appendOpt,
-  errorReply,
+  errorAnswer,
   formErrFromHeader,
   minimalAnyReply,
   restoreQuestionCase,
   setId,
+  txtAnswer,
 } from "../dns/reply.ts";
-import { nameToString } from "../dns/wire.ts";
+import { nameFromString, nameKey, nameToString } from "../dns/wire.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { QueryLog } from "../metrics/query_log.ts";
 import type { Acl } from "../policy/acl.ts";
-import type { RateLimiter } from "../policy/rate_limit.ts";
+import { Admission, type RateLimiter } from "../policy/rate_limit.ts";
 import type { Clock } from "../sys/clock.ts";
 import { logger } from "../sys/log.ts";
 import type { Upstream, UpstreamErrorKind } from "../upstream/upstream.ts";
@@ -78,7 +90,8 @@ export interface PipelineOptions {
   /** Refresh popular entries in the last 10% of their TTL. */
   prefetch?: boolean;
   /**
-   * Per-client rate limit. Over UDP only every `slip`-th query over the limit gets the action's
+   * Per-client rate limit; UDP and stream queries have separate allowances (see RateLimiter).
+   * Over UDP only every `slip`-th query over the limit (counted per prefix) gets the action's
    * answer (TC=1 or REFUSED), the rest are dropped; `slip` 1 (the default) answers all, 0 none.
    */
   rateLimit?: {
@@ -93,8 +106,76 @@ export interface PipelineOptions {
   errorLimit?: RateLimiter | null;
   /** ANY queries: RFC 8482 minimal answer, REFUSED, or forwarded as they are. */
   anyQueries?: "rfc8482" | "refuse" | "forward";
+  /**
+   * Queries with RD=0: "refuse" (default {@link DEFAULT_NON_RECURSIVE}, as Unbound's
+   * `access-control: allow` does: no snooping of what other clients looked up) answers REFUSED
+   * with EDE 20; "forward" sends them upstream with RD=0 and caches them apart from RD=1.
+   */
+  nonRecursive?: "refuse" | "forward";
+  /**
+   * The client's EDNS Client Subnet: "strip" (default) never forwards it; "keep" forwards it,
+   * caches and coalesces answers per client subnet and echoes the option (RFC 7871 §7.2).
+   * Must match the upstreams' `ecs` (lib/upstream/create.ts), which forward it.
+   */
+  ecs?: "strip" | "keep";
+  /**
+   * What `id.server` and `hostname.bind` TXT in class CH answer (RFC 4892); null (the default,
+   * {@link DEFAULT_CHAOS_IDENTITY}) refuses them. Class CH never goes upstream.
+   */
+  chaosIdentity?: string | null;
   metrics?: Metrics | null;
   queryLog?: QueryLog | null;
+}
+
+/** Default of {@link PipelineOptions.nonRecursive}. */
+export const DEFAULT_NON_RECURSIVE = "refuse";
+/** Default of {@link PipelineOptions.chaosIdentity}: no identity, CH queries are refused. */
+export const DEFAULT_CHAOS_IDENTITY = null;
+
+/** Class CHAOS (RFC 1035 §3.2.4), used only for server identity queries (RFC 4892). */
+const CLASS_CH = 3;
+/** The CH TXT names that ask for a server's identity (RFC 4892 §2), as nameKey gives them. */
+const IDENTITY_NAMES: ReadonlySet<string> = new Set(
+  ["id.server", "hostname.bind"].map((n) => nameKey(nameFromString(n))),
+);
+
+/** The Extended DNS Errors the pipeline decides (built once; each answer copies the bytes). */
+const EDE = {
+  acl: ede(EdeCode.PROHIBITED, "not allowed by the access list"),
+  rateLimited: ede(EdeCode.PROHIBITED, "rate limited"),
+  overloaded: ede(EdeCode.NOT_READY, "overloaded"),
+  opcode: ede(EdeCode.NOT_SUPPORTED, "opcode not supported"),
+  metaType: ede(EdeCode.NOT_SUPPORTED, "meta-type queries are not served"),
+  any: ede(EdeCode.NOT_SUPPORTED, "ANY queries are not served"),
+  chaos: ede(EdeCode.NOT_SUPPORTED, "class CH is not served"),
+  nonRecursive: ede(EdeCode.NOT_AUTHORITATIVE, "recursion not desired: refused"),
+  noQuestion: ede(EdeCode.OTHER, "no question"),
+  optQuestion: ede(EdeCode.OTHER, "OPT is not a question type"),
+  badEcs: ede(EdeCode.OTHER, "malformed EDNS Client Subnet option"),
+  stale: ede(EdeCode.STALE_ANSWER),
+  staleNxdomain: ede(EdeCode.STALE_NXDOMAIN_ANSWER),
+  cachedError: ede(EdeCode.CACHED_ERROR),
+} as const;
+
+/** Upstream failure kind → its EDE ("upstream timeout"), built on first use (kinds are few). */
+const upstreamEdes = new Map<UpstreamErrorKind, Ede>();
+
+/**
+ * The EDE for a failed exchange: 22 No Reachable Authority when no upstream answered in time or
+ * every one is down; 14 Not Ready when every connection is at its cap (we are the bottleneck);
+ * 23 Network Error for transport failures. The kind goes into EXTRA-TEXT.
+ */
+export function edeForUpstreamError(kind: UpstreamErrorKind): Ede {
+  let e = upstreamEdes.get(kind);
+  if (!e) {
+    const code = kind === "timeout" || kind === "down"
+      ? EdeCode.NO_REACHABLE_AUTHORITY
+      : kind === "overloaded"
+      ? EdeCode.NOT_READY
+      : EdeCode.NETWORK_ERROR;
+    upstreamEdes.set(kind, e = ede(code, `upstream ${kind}`));
+  }
+  return e;
 }
 
 /** Classic DNS without EDNS allows 512 bytes over UDP (RFC 1035 4.2.1). */
@@ -110,6 +191,11 @@ export function rcodeForUpstreamError(kind: UpstreamErrorKind): number {
   return kind === "overloaded" ? Rcode.REFUSED : Rcode.SERVFAIL;
 }
 
+/** Rcodes by which an upstream says it could not resolve the name (so "ask someone else"). */
+function isFailureRcode(rcode: number): boolean {
+  return rcode === Rcode.SERVFAIL || rcode === Rcode.REFUSED;
+}
+
 /** An upstream reply shared by every client waiting for the same key. */
 type Forwarded =
   | { ok: true; reply: Uint8Array; msg: Message; upstream: string }
@@ -121,6 +207,22 @@ interface Miss {
   msg: Message;
   key: string;
   maxUdpSize: number;
+  /** The client's subnet when ECS is kept and the query carried one. */
+  ecs: ClientSubnet | null;
+  /** Pad the answer (an encrypted transport and a padded query). */
+  pad: boolean;
+}
+
+/** What an answer built or relayed here carries besides its bytes. */
+interface Extras {
+  /** Why (RFC 8914), for EDNS clients; counted in metrics when sent. */
+  ede?: Ede | null;
+  /** Options from the upstream the client gets too (EDEs, ECS scope). */
+  relayed?: readonly EdnsOption[] | null;
+  /** Rcode bits above 15. */
+  extendedRcode?: number;
+  /** Keep AA (our own CHAOS identity). */
+  authoritative?: boolean;
 }
 
 /** How an answer came about, for metrics and the query log. */
@@ -133,10 +235,10 @@ interface Outcome {
 /** The transport-independent query handler, tracking what is in flight for graceful shutdown. */
 export class Pipeline {
   #inFlight = 0;
-  /** Queries over the rate limit since the last one that got an answer (see `slip`). */
-  #overLimit = 0;
   #drainWaiters: (() => void)[] = [];
   #coalescer = new Coalescer<Forwarded>();
+  #identityText: string | null = null;
+  #identityBytes: Uint8Array | null = null;
   /** Queries shed because max_in_flight was reached. */
   shed = 0;
 
@@ -188,14 +290,18 @@ export class Pipeline {
     if (policy && !policy.acl.allows(client)) {
       metrics?.aclRefused(transport);
       turnedAway = policy.aclAction;
-    } else if (rateLimit && !rateLimit.limiter.allow(client)) {
-      metrics?.rateLimited(transport);
-      turnedAway = rateLimit.action;
-      limited = true;
-      if (transport !== "udp") {
+    } else if (rateLimit) {
+      // Streams draw from their own allowance: a client sent TC=1 over UDP gets its TCP retry.
+      const stream = transport !== "udp";
+      const admitted = rateLimit.limiter.admit(client, stream, rateLimit.slip ?? 1);
+      if (admitted !== Admission.ALLOWED) {
+        metrics?.rateLimited(transport);
+        turnedAway = rateLimit.action;
+        limited = true;
         // A TC=1 answer only makes sense over UDP: over a stream the client cannot retry elsewhere.
-        if (turnedAway === "truncate") turnedAway = "drop";
-      } else if (turnedAway !== "drop" && !this.#slips(rateLimit.slip ?? 1)) turnedAway = "drop";
+        if (stream && turnedAway === "truncate") turnedAway = "drop";
+        if (admitted === Admission.SILENT) turnedAway = "drop";
+      }
     }
     if (turnedAway === "drop") {
       metrics?.dropped(transport, "policy");
@@ -231,61 +337,91 @@ export class Pipeline {
     const maxUdpSize = msg.edns
       ? Math.min(Math.max(msg.edns.udpSize, CLASSIC_UDP_SIZE), udpMaxSize)
       : CLASSIC_UDP_SIZE;
-    const local = (b: Uint8Array) =>
-      this.#done(query, started, msg, { bytes: b, cacheHit: false, upstream: null }, maxUdpSize);
-    const refuse = (rcode: number) =>
+    // RFC 7830 §4: a padded query over an encrypted transport gets a padded answer.
+    const pad = (transport === "tls" || transport === "https") &&
+      hasOption(msg.edns, OptionCode.PADDING);
+    const local = (b: Uint8Array, extras: Extras = {}) => {
+      const bytes = this.#finish(b, msg, pad, extras);
+      return this.#done(
+        query,
+        started,
+        msg,
+        { bytes, cacheHit: false, upstream: null },
+        maxUdpSize,
+      );
+    };
+    const refuse = (rcode: number, why: Ede | null) =>
       limited || this.#withinErrorBudget(query)
-        ? local(errorReply(msg, bytes, rcode, { udpSize: udpMaxSize }))
+        ? local(errorAnswer(msg, rcode), { ede: why, extendedRcode: rcode >> 4 })
         : null;
 
-    if (turnedAway === "refuse") return refuse(Rcode.REFUSED);
+    if (turnedAway === "refuse") return refuse(Rcode.REFUSED, limited ? EDE.rateLimited : EDE.acl);
     if (turnedAway === "truncate") {
-      // An empty TC=1 answer: a real client retries over TCP, a spoofed one cannot.
-      const tc = errorReply(msg, bytes, Rcode.NOERROR, { udpSize: udpMaxSize });
+      // An empty TC=1 answer: a real client retries over TCP, a spoofed one cannot. No EDE: it
+      // is not an error, and it goes to whatever source a flood spoofs, so it stays minimal.
+      const tc = errorAnswer(msg, Rcode.NOERROR);
       tc[2] |= Flag.TC >> 8;
       return local(tc);
     }
-    if (opcodeOf(msg.header.flags) !== Opcode.QUERY) return refuse(Rcode.NOTIMP);
-    if (msg.edns && msg.edns.version > EDNS_VERSION) return refuse(Rcode.BADVERS);
+    if (opcodeOf(msg.header.flags) !== Opcode.QUERY) return refuse(Rcode.NOTIMP, EDE.opcode);
+    if (msg.edns && msg.edns.version > EDNS_VERSION) return refuse(Rcode.BADVERS, null);
     const question = msg.question;
-    if (!question) return refuse(Rcode.FORMERR);
+    if (!question) return refuse(Rcode.FORMERR, EDE.noQuestion);
     // Meta-types are not data to look up (RFC 6895): OPT as a question is malformed, and zone
     // transfers, TSIG/TKEY and the unassigned meta range are not ours to forward — an upstream
     // rate-limits its error answers by closing the connection, which would cost every client.
-    if (question.qtype === RRType.OPT) return refuse(Rcode.FORMERR);
+    if (question.qtype === RRType.OPT) return refuse(Rcode.FORMERR, EDE.optQuestion);
     if (question.qtype >= META_TYPES_FIRST && question.qtype < RRType.ANY) {
-      return refuse(Rcode.REFUSED);
+      return refuse(Rcode.REFUSED, EDE.metaType);
+    }
+    // Class CH is about the server, never forwarded: it would tell the upstream's version.
+    if (question.qclass === CLASS_CH) {
+      const identity = this.#identity;
+      if (identity && question.qtype === RRType.TXT && IDENTITY_NAMES.has(nameKey(question.name))) {
+        return local(txtAnswer(msg, identity)!, { authoritative: true });
+      }
+      return refuse(Rcode.REFUSED, EDE.chaos);
     }
     if (question.qtype === RRType.ANY && this.opts.anyQueries !== "forward") {
       const any = this.opts.anyQueries === "refuse" ? null : minimalAnyReply(msg);
-      return any ? local(this.#forClient(any, msg)) : refuse(Rcode.REFUSED);
+      return any ? local(any) : refuse(Rcode.REFUSED, EDE.any);
     }
-    const key = cacheKey(msg);
+    // RD=0 is a question about our cache (Unbound answers it from the cache only): refused by
+    // default, so no client can snoop what others looked up.
+    if ((msg.header.flags & Flag.RD) === 0 && this.opts.nonRecursive !== "forward") {
+      return refuse(Rcode.REFUSED, EDE.nonRecursive);
+    }
+    let ecs: ClientSubnet | null = null;
+    if (this.opts.ecs === "keep") {
+      const subnet = clientSubnet(msg.edns);
+      if (subnet === null) return refuse(Rcode.FORMERR, EDE.badEcs); // RFC 7871 §7.1.1
+      if (subnet) ecs = subnet;
+    }
+    const key = cacheKey(msg, ecs);
     const cache = this.opts.cache;
     if (cache) {
       const hit = cache.lookup(key, msg.header.id, question.name);
       if (hit) {
-        if (hit.prefetch && this.opts.prefetch) this.#prefetch(key, bytes, msg);
-        const outcome = { bytes: this.#forClient(hit.bytes, msg), cacheHit: true, upstream: null };
+        if (hit.prefetch && this.opts.prefetch) this.#prefetch(key, bytes, msg, ecs);
+        // A remembered SERVFAIL says so (RFC 8914 13 Cached Error).
+        const cachedError = (hit.bytes[3] & 0x0f) === Rcode.SERVFAIL ? EDE.cachedError : null;
+        const extras = { ede: cachedError, relayed: this.#relayedFor(hit.options, ecs) };
+        const outcome = {
+          bytes: this.#finish(hit.bytes, msg, pad, extras),
+          cacheHit: true,
+          upstream: null,
+        };
         return this.#done(query, started, msg, outcome, maxUdpSize);
       }
     }
     // Misses wait on upstreams: past max_in_flight they are shed, not queued without bound.
     if (this.#inFlight >= this.opts.maxInFlight) {
       this.shed++;
-      if (this.opts.overload === "refuse") return refuse(Rcode.REFUSED);
+      if (this.opts.overload === "refuse") return refuse(Rcode.REFUSED, EDE.overloaded);
       metrics?.dropped(transport, "overload");
       return null;
     }
-    return { miss: true, msg, key, maxUdpSize };
-  }
-
-  /** Whether this query over the rate limit gets its answer: every `slip`-th one does (RRL). */
-  #slips(slip: number): boolean {
-    if (slip <= 1) return slip === 1;
-    if (++this.#overLimit < slip) return false;
-    this.#overLimit = 0;
-    return true;
+    return { miss: true, msg, key, maxUdpSize, ecs, pad };
   }
 
   /**
@@ -301,22 +437,27 @@ export class Pipeline {
 
   /** A miss: upstream (coalesced, with serve-stale as the fallback), then SERVFAIL. */
   async #resolve(query: Query, miss: Miss, started: number): Promise<Answer> {
-    const { msg, key } = miss;
-    const outcome = await this.#upstreamOutcome(query.bytes, msg, key, started);
-    return this.#done(query, started, msg, outcome, miss.maxUdpSize);
+    const outcome = await this.#upstreamOutcome(query.bytes, miss, started);
+    return this.#done(query, started, miss.msg, outcome, miss.maxUdpSize);
   }
 
-  async #upstreamOutcome(
-    bytes: Uint8Array,
-    msg: Message,
-    key: string,
-    started: number,
-  ): Promise<Outcome> {
-    const { cache, serveStale, udpMaxSize } = this.opts;
+  async #upstreamOutcome(bytes: Uint8Array, miss: Miss, started: number): Promise<Outcome> {
+    const { cache, serveStale } = this.opts;
+    const { msg, key, ecs, pad } = miss;
     const id = msg.header.id;
     const name = msg.question!.name;
-    const work = this.#coalescer.run(key, () => this.#forward(key, bytes, msg, started));
-    const stale = () => cache?.lookup(key, id, name, { stale: true }) ?? null;
+    const work = this.#coalescer.run(key, () => this.#forward(key, bytes, msg, ecs, started));
+    const stale = (): Outcome | null => {
+      const hit = cache?.lookup(key, id, name, { stale: true });
+      if (!hit) return null;
+      // RFC 8914: say the answer is stale (19 for a stale NXDOMAIN).
+      const nx = (hit.bytes[3] & 0x0f) === Rcode.NXDOMAIN;
+      const extras = {
+        ede: nx ? EDE.staleNxdomain : EDE.stale,
+        relayed: this.#relayedFor(hit.options, ecs),
+      };
+      return { bytes: this.#finish(hit.bytes, msg, pad, extras), cacheHit: true, upstream: null };
+    };
     let result: Forwarded | "stale";
     if (cache && serveStale && cache.hasStale(key)) {
       // RFC 8767: if the upstreams are slow and an expired answer exists, answer with it now;
@@ -329,28 +470,33 @@ export class Pipeline {
       cancel();
       if (result === "stale") {
         const hit = stale();
-        if (hit) return { bytes: this.#forClient(hit.bytes, msg), cacheHit: true, upstream: null };
+        if (hit) return hit;
         result = await work;
       }
     } else {
       result = await work;
     }
+    // RFC 8767: SERVFAIL or REFUSED from the upstreams is a failure to resolve, as much as a
+    // timeout is (a resolver's usual answer when a zone's servers are down): answer stale.
+    if (result.ok && serveStale && isFailureRcode(result.msg.rcode)) {
+      const hit = stale();
+      if (hit) return hit;
+    }
     if (result.ok) {
-      const out = clientAnswer(result.reply, result.msg, {
-        edns: msg.edns,
-        flags: msg.header.flags,
-        udpSize: udpMaxSize,
+      const relayed = this.#relayedFor(relayedOptions(result.msg.edns, ecs !== null), ecs);
+      const out = this.#finish(optless(result.reply, result.msg), msg, pad, {
+        relayed,
+        extendedRcode: result.msg.rcode >> 4,
       });
       setId(out, id);
       restoreQuestionCase(out, name);
       return { bytes: out, cacheHit: false, upstream: result.upstream };
     }
     const fallback = serveStale ? stale() : null;
-    if (fallback) {
-      return { bytes: this.#forClient(fallback.bytes, msg), cacheHit: true, upstream: null };
-    }
-    const reply = errorReply(msg, bytes, rcodeForUpstreamError(result.kind), {
-      udpSize: udpMaxSize,
+    if (fallback) return fallback;
+    const rcode = rcodeForUpstreamError(result.kind);
+    const reply = this.#finish(errorAnswer(msg, rcode), msg, pad, {
+      ede: edeForUpstreamError(result.kind),
     });
     return { bytes: reply, cacheHit: false, upstream: null };
   }
@@ -360,6 +506,7 @@ export class Pipeline {
     key: string,
     bytes: Uint8Array,
     msg: Message,
+    ecs: ClientSubnet | null,
     started: number,
   ): Promise<Forwarded> {
     // The upstream rewrites the query for its own hop (fresh OPT, padding: lib/dns/edns.ts).
@@ -375,6 +522,8 @@ export class Pipeline {
       }));
       return { ok: false, kind: error.kind, message: error.message };
     }
+    // A query is not an answer (QR=0): whatever sent it, it is not relayed (every upstream kind).
+    if (!isResponse(r.reply)) return { ok: false, kind: "protocol", message: "reply has QR=0" };
     let replyMsg = r.msg;
     if (!replyMsg) {
       const decoded = decodeMessage(r.reply);
@@ -387,24 +536,75 @@ export class Pipeline {
       }
       replyMsg = decoded.value;
     }
-    this.opts.cache?.store(key, r.reply, replyMsg);
+    const relayed = relayedOptions(replyMsg.edns, ecs !== null);
+    // A scope narrower than the client's source prefix (RFC 7871 §7.3.1) would need a finer key
+    // than the subnet as sent: such an answer goes to the clients waiting now, and is not cached.
+    if (!ecs || ecsScope(relayed) <= ecs.sourcePrefix) {
+      this.opts.cache?.store(key, r.reply, replyMsg, relayed);
+    }
     return { ok: true, reply: r.reply, msg: replyMsg, upstream: r.upstream };
   }
 
   /** Refreshes a popular entry before it expires; joins a refresh already under way. */
-  #prefetch(key: string, bytes: Uint8Array, msg: Message): void {
+  #prefetch(key: string, bytes: Uint8Array, msg: Message, ecs: ClientSubnet | null): void {
     this.opts.metrics?.prefetched();
     const copy = bytes.slice(); // the listener may reuse its buffer
-    this.#coalescer.run(key, () => this.#forward(key, copy, msg, this.opts.clock.now()))
+    this.#coalescer.run(key, () => this.#forward(key, copy, msg, ecs, this.opts.clock.now()))
       .catch(() => {});
   }
 
-  /** A locally built or cached answer (no OPT yet) for this client's hop. */
-  #forClient(answer: Uint8Array, msg: Message): Uint8Array {
-    const asked = (msg.header.flags & Flag.AD) !== 0 || (msg.edns?.dnssecOk ?? false);
-    if (!asked) answer[3] &= ~Flag.AD & 0xff;
-    if (!msg.edns) return answer;
-    return appendOpt(answer, { udpSize: this.opts.udpMaxSize, dnssecOk: msg.edns.dnssecOk });
+  /**
+   * The upstream options for this client: its EDEs as they are, and, for a client whose ECS is
+   * kept, the ECS echo (its own subnet, the upstream's scope) instead of the upstream's option.
+   */
+  #relayedFor(
+    options: readonly EdnsOption[] | null,
+    ecs: ClientSubnet | null,
+  ): readonly EdnsOption[] | null {
+    if (!ecs) return options;
+    const out: EdnsOption[] = [ecsEcho(ecs, options)];
+    for (const o of options ?? []) if (o.code !== OptionCode.ECS) out.push(o);
+    return out;
+  }
+
+  /**
+   * An OPT-less answer (built here, cached or relayed; owned) finished for this client's hop
+   * (lib/dns/edns.ts forClient): flags, our OPT with the EDE and relayed options, padding. The
+   * EDE is counted when an EDNS client gets it.
+   */
+  #finish(answer: Uint8Array, msg: Message, pad: boolean, extras: Extras): Uint8Array {
+    const edns = msg.edns;
+    let options: readonly EdnsOption[] | undefined;
+    if (edns) {
+      const ede = extras.ede;
+      const relayed = extras.relayed;
+      if (ede) {
+        this.opts.metrics?.extendedError(ede.code);
+        options = relayed ? [ede.option, ...relayed] : [ede.option];
+      } else if (relayed) {
+        options = relayed;
+      }
+    }
+    return forClient(answer, {
+      edns,
+      flags: msg.header.flags,
+      udpSize: this.opts.udpMaxSize,
+      extendedRcode: extras.extendedRcode,
+      options,
+      pad,
+      authoritative: extras.authoritative,
+    });
+  }
+
+  /** The configured CHAOS identity as TXT data, encoded once per configuration. */
+  get #identity(): Uint8Array | null {
+    const text = this.opts.chaosIdentity ?? DEFAULT_CHAOS_IDENTITY;
+    if (!text) return null;
+    if (this.#identityText !== text) {
+      this.#identityText = text;
+      this.#identityBytes = new TextEncoder().encode(text);
+    }
+    return this.#identityBytes;
   }
 
   /** Records the answer (metrics, query log) and hands it to the listener. */

@@ -4,6 +4,12 @@
  * addresses inside its own allocation). Buckets refill lazily from the injected clock when they
  * are touched, so there are no timers; memory is bounded by evicting the least recently used
  * bucket, so a flood from random (spoofed) sources cannot grow state without bound.
+ *
+ * Each prefix has two buckets with the same rate and burst: one for datagram (UDP) queries and
+ * one for stream queries (TCP, DoT, DoH). A UDP source address can be spoofed, a stream's cannot
+ * (its handshake proved it), so a spoofed UDP flood into a prefix must not empty the allowance
+ * its real clients need to follow the TC=1 they were sent and retry over TCP — BIND's RRL leaves
+ * TCP alone for the same reason; a separate stream bucket still bounds a TCP flooder.
  */
 import type { Clock } from "../sys/clock.ts";
 import { parseClientAddress } from "./ip.ts";
@@ -23,6 +29,19 @@ export interface RateLimiterOptions {
   maxBuckets?: number;
 }
 
+/** What {@link RateLimiter.admit} decided about one query. */
+export const Admission = {
+  /** Within the prefix's allowance. */
+  ALLOWED: 0,
+  /** Over the limit: give it the limit's answer (REFUSED, TC=1) or drop it, as configured. */
+  LIMITED: 1,
+  /** Over the limit over UDP and thinned by slip: drop it whatever the action. */
+  SILENT: 2,
+} as const;
+
+/** One of the {@link Admission} values. */
+export type Admission = typeof Admission[keyof typeof Admission];
+
 /** Key for clients whose address does not parse: they share one bucket (v4 keys are >= 0). */
 const UNPARSEABLE_KEY = -1;
 
@@ -31,8 +50,8 @@ function check(ok: boolean, what: string, value: unknown): void {
 }
 
 /**
- * Token buckets per client prefix. `allow` takes one token from the client's bucket, refilled at
- * `qps` per second up to `burst`. Forgetting a bucket is harmless for well-behaved clients (a
+ * Token buckets per client prefix. `allow` / `admit` take one token from the client's bucket
+ * for its transport (datagram or stream), refilled at `qps` per second up to `burst`. Forgetting a bucket is harmless for well-behaved clients (a
  * new bucket starts full, as theirs would be); under a flood from more than `maxBuckets`
  * prefixes an abusive client may get a fresh burst after being evicted, which bounds memory at
  * the cost of precision only while the flood lasts.
@@ -53,10 +72,14 @@ export class RateLimiter {
   readonly #unlimited: boolean;
   readonly #slots = new Map<number | string, number>();
   readonly #words = new Uint32Array(4);
-  // Per slot: the key (to unmap on eviction), tokens, time of the last refill, list links.
+  // Per slot: the key (to unmap on eviction), tokens and time of the last refill for datagrams
+  // and for streams, queries over the limit since the last one answered (slip), list links.
   #keys: (number | string)[] = [];
   #tokens = new Float64Array(0);
   #last = new Float64Array(0);
+  #streamTokens = new Float64Array(0);
+  #streamLast = new Float64Array(0);
+  #overLimit = new Int32Array(0);
   #prev = new Int32Array(0);
   #next = new Int32Array(0);
   #head = -1;
@@ -103,36 +126,58 @@ export class RateLimiter {
     return this.#used;
   }
 
-  /** Takes a token for `ip` (a socket's peer address); false means drop or refuse the query. */
-  allow(ip: string): boolean {
-    if (this.#unlimited) return true;
+  /**
+   * Takes a token for `ip` (a socket's peer address) from its datagram bucket, or with `stream`
+   * from its stream bucket; false means drop or refuse the query.
+   */
+  allow(ip: string, stream = false): boolean {
+    return this.admit(ip, stream, 1) === Admission.ALLOWED;
+  }
+
+  /**
+   * Like {@link allow}, and for a datagram query over the limit also applies RRL's slip, counted
+   * per prefix (stored with its buckets, so a flood from one prefix never decides which of
+   * another's limited queries are answered): every `slip`-th one is LIMITED (answered with the
+   * limit's action), the rest SILENT; `slip` 1 answers all, 0 none. Streams are never thinned.
+   */
+  admit(ip: string, stream: boolean, slip: number): Admission {
+    if (this.#unlimited) return Admission.ALLOWED;
     const key = this.#key(ip);
     const now = this.#clock.now();
     let slot = this.#slots.get(key);
-    let tokens: number;
     if (slot !== undefined) {
       if (slot !== this.#head) {
         this.#unlink(slot);
         this.#pushHead(slot);
-      }
-      tokens = this.#tokens[slot];
-      const elapsed = now - this.#last[slot];
-      if (elapsed > 0) {
-        tokens += elapsed * this.#perMs;
-        if (tokens > this.#burst) tokens = this.#burst;
-        this.#last[slot] = now;
       }
     } else {
       slot = this.#newSlot();
       this.#keys[slot] = key;
       this.#slots.set(key, slot);
       this.#pushHead(slot);
-      tokens = this.#burst;
-      this.#last[slot] = now;
+      this.#tokens[slot] = this.#streamTokens[slot] = this.#burst;
+      this.#last[slot] = this.#streamLast[slot] = now;
+      this.#overLimit[slot] = 0;
     }
-    const allowed = tokens >= 1;
-    this.#tokens[slot] = allowed ? tokens - 1 : tokens;
-    return allowed;
+    const tokens = stream ? this.#streamTokens : this.#tokens;
+    const last = stream ? this.#streamLast : this.#last;
+    let t = tokens[slot];
+    const elapsed = now - last[slot];
+    if (elapsed > 0) {
+      t += elapsed * this.#perMs;
+      if (t > this.#burst) t = this.#burst;
+      last[slot] = now;
+    }
+    if (t >= 1) {
+      tokens[slot] = t - 1;
+      return Admission.ALLOWED;
+    }
+    tokens[slot] = t;
+    if (stream || slip === 1) return Admission.LIMITED;
+    if (slip <= 0) return Admission.SILENT;
+    if (++this.#overLimit[slot] < slip) return Admission.SILENT;
+    this.#overLimit[slot] = 0;
+    return Admission.LIMITED;
   }
 
   /** A free slot: a fresh one while below maxBuckets, else the least recently used one. */
@@ -156,6 +201,9 @@ export class RateLimiter {
     };
     this.#tokens = grown(this.#tokens, new Float64Array(size));
     this.#last = grown(this.#last, new Float64Array(size));
+    this.#streamTokens = grown(this.#streamTokens, new Float64Array(size));
+    this.#streamLast = grown(this.#streamLast, new Float64Array(size));
+    this.#overLimit = grown(this.#overLimit, new Int32Array(size));
     this.#prev = grown(this.#prev, new Int32Array(size));
     this.#next = grown(this.#next, new Int32Array(size));
   }

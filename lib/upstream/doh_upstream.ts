@@ -6,7 +6,7 @@
  * and responses) and the pipeline maps the client's back. A hostname URL is reached through the
  * bootstrap resolver (see tunnel.ts); trust is Deno's roots plus the configured ca_file.
  */
-import { decodeQuery, type Question } from "../dns/message.ts";
+import { decodeMessage, type Question } from "../dns/message.ts";
 import type { HopEdns } from "../dns/edns.ts";
 import { questionMatches, setId } from "../dns/reply.ts";
 import { isIP } from "../config/ip.ts";
@@ -168,7 +168,7 @@ export class DohUpstream implements Upstream {
       }
       const reply = await readBody(res);
       if (!reply) return this.#protocol(`body longer than ${MAX_MESSAGE} bytes`);
-      const decoded = decodeQuery(reply);
+      const decoded = decodeMessage(reply); // bytes after the message are ignored
       if (!decoded.ok) return this.#protocol(`malformed DNS message: ${decoded.error.message}`);
       if (!questionMatches(question, decoded.value.question)) {
         return this.#protocol("the answer is for another question");

@@ -5,7 +5,7 @@
  * its question both match; anything else is discarded and counted, never delivered. Shared so
  * that every transport applies the same anti-spoofing rules.
  */
-import { decodeQuery, type Message, type Question } from "../dns/message.ts";
+import { decodeMessage, isResponse, type Message, type Question } from "../dns/message.ts";
 import { questionMatches } from "../dns/reply.ts";
 import type { Cancel, Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
@@ -71,7 +71,7 @@ export class PendingQueries {
 
   /**
    * Offers a reply. Returns its decoded form when it settled a query; null when it was
-   * discarded (too short or undecodable, unknown ID, or a question that does not match).
+   * discarded (too short or undecodable, unknown ID, QR=0, or a question that does not match).
    */
   deliver(message: Uint8Array): Message | null {
     if (message.length < 12) {
@@ -84,7 +84,14 @@ export class PendingQueries {
       this.discarded.unknownId++;
       return null;
     }
-    const decoded = decodeQuery(message);
+    // A message with QR=0 is a query, not the answer to ours (a reflection, or a peer echoing
+    // what it got): thrown away like a wrong ID, and the query keeps waiting for its reply.
+    if (!isResponse(message)) {
+      this.discarded.mismatched++;
+      return null;
+    }
+    // Bytes after the message are ignored, as other resolvers do (decodeMessage stops at `end`).
+    const decoded = decodeMessage(message);
     if (!decoded.ok) {
       this.discarded.malformed++;
       return null;

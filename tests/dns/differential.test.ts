@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import dnsPacket from "dns-packet";
-import { decodeMessage, type Message } from "../../lib/dns/message.ts";
+import { decodeMessage, decodeQuery, type Message } from "../../lib/dns/message.ts";
 import { encodeQuery } from "../../lib/dns/reply.ts";
 import {
   type DecodeErrorKind,
@@ -475,7 +475,11 @@ function checkResult(buf: Uint8Array, r: ReturnType<typeof decodeMessage>): stri
     return r.error.kind;
   }
   const m = r.value;
-  assert.equal(m.end, buf.length);
+  assert.ok(m.end <= buf.length);
+  // The query decoder is the same walk, strict about bytes after the message.
+  const q = decodeQuery(buf);
+  if (m.end === buf.length) assert.ok(q.ok);
+  else assert.ok(!q.ok && q.error.kind === "trailing_bytes" && q.error.offset === m.end);
   if (m.question) {
     assert.ok(m.question.name.length >= 1 && m.question.name.length <= 255);
     assert.equal(m.question.name[m.question.name.length - 1], 0);

@@ -3,12 +3,15 @@ import dnsPacket from "dns-packet";
 import { Buffer } from "node:buffer";
 import {
   clientAnswer,
+  forClient,
   keepaliveTimeoutMs,
   OptionCode,
+  parseEcs,
   QUERY_PADDING_BLOCK,
+  RESPONSE_PADDING_BLOCK,
   upstreamQuery,
 } from "../../lib/dns/edns.ts";
-import { decodeMessage, type Message } from "../../lib/dns/message.ts";
+import { decodeMessage, Flag, type Message } from "../../lib/dns/message.ts";
 
 function decode(bytes: Uint8Array): Message {
   const d = decodeMessage(bytes);
@@ -299,4 +302,60 @@ Deno.test("when the OPT cannot be cut out, it goes with the additional records a
   assert.equal(p.answers?.length, 2);
   assert.deepEqual(p.additionals?.map((r: dnsPacket.Answer) => r.type), ["OPT"]);
   assert.equal(optOf(out)!.udpPayloadSize, 1232);
+});
+
+// --- issue 11: the client hop --------------------------------------------------------------
+
+Deno.test("forClient clears AA, echoes RD and pads to 468-byte blocks, never past 65535", () => {
+  const q = decode(clientQuery("pad.test", { edns: {} }));
+  const answer = new Uint8Array(40);
+  answer[2] = 0x84; // QR, AA, RD clear
+  const out = forClient(answer.slice(), {
+    edns: q.edns,
+    flags: q.header.flags,
+    udpSize: 1232,
+    pad: true,
+  });
+  assert.equal(out.length, RESPONSE_PADDING_BLOCK);
+  assert.equal(out[2] & 0x04, 0, "AA cleared");
+  assert.equal(out[2] & 0x01, 0x01, "RD echoed from the query");
+  const kept = forClient(answer.slice(), {
+    edns: q.edns,
+    flags: q.header.flags,
+    udpSize: 1232,
+    authoritative: true,
+  });
+  assert.equal(kept[2] & 0x04, 0x04, "AA kept for our own data");
+  const big = new Uint8Array(65535 - 20);
+  const capped = forClient(big, { edns: q.edns, flags: q.header.flags, udpSize: 1232, pad: true });
+  assert.ok(capped.length <= 65535, `${capped.length}`);
+});
+
+Deno.test("parseEcs accepts well-formed subnets and rejects what RFC 7871 section 6 forbids", () => {
+  assert.deepEqual(parseEcs(new Uint8Array([0, 1, 24, 0, 192, 0, 2])), {
+    family: 1,
+    sourcePrefix: 24,
+    scopePrefix: 0,
+    address: new Uint8Array([192, 0, 2]),
+  });
+  assert.ok(parseEcs(new Uint8Array([0, 1, 0, 0])), "0.0.0.0/0");
+  assert.ok(parseEcs(new Uint8Array([0, 2, 56, 0, 0x20, 1, 0xd, 0xb8, 0, 0, 0])));
+  for (
+    const bad of [
+      [0, 1, 24, 0, 192, 0], // address too short
+      [0, 1, 24, 0, 192, 0, 2, 0], // too long
+      [0, 1, 23, 0, 192, 0, 3], // a bit set past the prefix
+      [0, 3, 8, 0, 1], // unknown family
+      [0, 1, 33, 0, 1, 2, 3, 4, 5], // prefix longer than IPv4
+      [0, 1],
+    ]
+  ) assert.equal(parseEcs(new Uint8Array(bad)), null, JSON.stringify(bad));
+});
+
+Deno.test("the upstream query always asks for AD, whatever the client set", () => {
+  const plain = clientQuery("ad.test");
+  const m = decode(plain);
+  assert.equal(m.header.flags & Flag.AD, 0);
+  const up = decode(upstreamQuery(plain, m, { udpSize: 1232, pad: false, keepEcs: false }));
+  assert.equal(up.header.flags & Flag.AD, Flag.AD);
 });

@@ -337,10 +337,19 @@ Deno.test("opt_malformed: option lengths overrunning the OPT rdata", () => {
   }
 });
 
-Deno.test("trailing_bytes: bytes after the last RR", () => {
-  const e = errorOf(bytes(header(0, 1, 0, 0, 0), question, 0));
-  assert.equal(e.kind, "trailing_bytes");
-  assert.equal(e.offset, HEADER_SIZE + question.length);
+Deno.test("trailing_bytes: a query with bytes after the last RR is malformed", () => {
+  const r = decodeQuery(bytes(header(0, 1, 0, 0, 0), question, 0));
+  assert.ok(!r.ok);
+  assert.equal(r.error.kind, "trailing_bytes");
+  assert.equal(r.error.offset, HEADER_SIZE + question.length);
+});
+
+Deno.test("a reply with bytes after the last RR is read, and end says where the message ends", () => {
+  const reply = sampleResponse();
+  const withGarbage = bytes(reply, 0, 0, 0xff, 7);
+  const m = decoded(withGarbage);
+  assert.equal(m.end, reply.length);
+  assert.deepEqual(m, decoded(reply));
 });
 
 Deno.test("decodeMessage reads a message that is a view into a larger buffer", () => {

@@ -252,3 +252,54 @@ Deno.test("withoutOpt agrees with dns-packet on generated replies with the OPT a
     );
   }
 });
+
+/**
+ * Issue 11 item 11: a record *before* the OPT whose rdata name is a forward pointer to a name
+ * after the OPT (the decoder allows forward pointers in rdata, which it keeps raw). Question
+ * example.com A; answer: CNAME example.com → pointer to `target`, which is the owner name of an
+ * A record after the OPT (ns1.example.com).
+ */
+function forwardPointerReply(): Uint8Array {
+  const b: number[] = [0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 2];
+  b.push(7, ...new TextEncoder().encode("example"), 3, ...new TextEncoder().encode("com"), 0);
+  b.push(0, 1, 0, 1);
+  const cnameRdata = b.length + 12;
+  b.push(0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 100, 0, 2, 0, 0); // CNAME 100 → pointer patched below
+  b.push(0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 12, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8); // OPT
+  const target = b.length;
+  b.push(3, 0x6e, 0x73, 0x31, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 200, 0, 4, 192, 0, 2, 53); // A 200
+  b[cnameRdata] = 0xc0 | (target >> 8);
+  b[cnameRdata + 1] = target & 0xff;
+  return new Uint8Array(b);
+}
+
+/** Reads a name following pointers in either direction (at most 16 hops): dns-packet refuses forward ones. */
+function nameAt(buf: Uint8Array, p: number): string {
+  const labels: string[] = [];
+  for (let hops = 0, steps = 0; hops < 16 && steps < 128; steps++) {
+    if (p >= buf.length) throw new Error(`name runs past the end at ${p}`);
+    const len = buf[p];
+    if (len === 0) return labels.join(".");
+    if (len >= 0xc0) {
+      p = ((len & 0x3f) << 8) | buf[p + 1];
+      hops++;
+      continue;
+    }
+    labels.push(new TextDecoder().decode(buf.subarray(p + 1, p + 1 + len)));
+    p += 1 + len;
+  }
+  throw new Error("pointer chain too long");
+}
+
+Deno.test("a forward pointer from a record before the OPT to a name after it is moved too", () => {
+  const bytes = forwardPointerReply();
+  const msg = decoded(bytes);
+  const cname = msg.records[0];
+  assert.equal(nameAt(bytes, cname.rdataOffset), "ns1.example.com");
+  const out = withoutOpt(bytes, msg);
+  assert.ok(out);
+  const m = decoded(out.bytes);
+  assert.equal(m.edns, null);
+  assert.equal(nameAt(out.bytes, m.records[0].rdataOffset), "ns1.example.com");
+  assert.deepEqual(ttlsAt(out.bytes, out.ttlOffsets), [100, 200]);
+});

@@ -71,7 +71,7 @@ function assertKnownError<T>(d: Decoded<T>, input: Uint8Array): void {
 
 /** Every position a decoded message reports lies inside the buffer. */
 function assertInBounds(m: Message, input: Uint8Array): void {
-  assert.equal(m.end, input.length, "a decoded message ends at the end of the input");
+  assert.ok(m.end <= input.length, "a decoded message ends inside the input");
   if (m.question) assert.ok(m.question.end <= input.length, "question inside the input");
   for (const r of m.records) {
     assert.ok(r.ttlOffset + 4 <= input.length, "TTL inside the input");

@@ -33,7 +33,21 @@ function heldUpstream() {
     w.resolve({ ok: true, reply: new Uint8Array(reply), upstream: "held" });
   };
   const fail = () => waiting.shift()!.resolve(failure("timeout", "held", "scripted"));
-  return { upstream, waiting, answer, fail };
+  /** Answers the oldest waiting exchange with an error rcode and no records. */
+  const answerRcode = (rcode: "SERVFAIL" | "REFUSED") => {
+    const w = waiting.shift();
+    assert.ok(w, "no exchange is waiting");
+    const q = parse(w.query);
+    const reply = dnsPacket.encode({
+      type: "response",
+      id: q.id,
+      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE |
+        (rcode === "SERVFAIL" ? 2 : 5),
+      questions: q.questions,
+    });
+    w.resolve({ ok: true, reply: new Uint8Array(reply), upstream: "held" });
+  };
+  return { upstream, waiting, answer, fail, answerRcode };
 }
 
 function setup(extra: Partial<PipelineOptions> = {}) {
@@ -107,6 +121,28 @@ Deno.test("an expired answer is served stale (TTL 30) when the upstream fails", 
   assert.equal(parse(reply).rcode, "NOERROR");
   assert.equal(ttlOf(reply), 30);
 });
+
+for (const rcode of ["SERVFAIL", "REFUSED"] as const) {
+  Deno.test(`an expired answer is served stale (TTL 30) when the upstream answers ${rcode}`, async () => {
+    const { clock, held, ask } = setup({ serveStale: { answerAfterMs: 1800 } });
+    const first = ask("stale-rcode.test");
+    await settle();
+    held.answer(60);
+    await first;
+    clock.advance(120_000);
+    const second = ask("stale-rcode.test", 9);
+    await settle();
+    held.answerRcode(rcode);
+    const reply = (await second)!.bytes;
+    assert.equal(parse(reply).rcode, "NOERROR");
+    assert.equal(ttlOf(reply), 30);
+    // Without an entry to fall back on, the upstream's answer is passed on as it is.
+    const fresh = ask("no-entry.test", 10);
+    await settle();
+    held.answerRcode(rcode);
+    assert.equal(parse((await fresh)!.bytes).rcode, rcode);
+  });
+}
 
 Deno.test("a slow upstream gets stale_answer_after before the stale answer is used", async () => {
   const { clock, held, ask, cache } = setup({ serveStale: { answerAfterMs: 1800 } });
@@ -230,7 +266,53 @@ Deno.test("slip does not thin REFUSED over TCP, and slip 0 answers nothing over 
     });
   await over("udp"); // the burst
   for (let i = 0; i < 3; i++) assert.equal(await over("udp"), null);
+  assert.equal(parse((await over("tcp"))!.bytes).rcode, "NOERROR", "TCP's own burst");
   for (let i = 0; i < 3; i++) assert.equal(parse((await over("tcp"))!.bytes).rcode, "REFUSED");
+});
+
+Deno.test("a client sent TC=1 by the rate limit is answered when it retries over TCP", async () => {
+  const clock = new FakeClock(); // stands still: no refill
+  const limiter = new RateLimiter({ clock, qps: 1, burst: 1 });
+  const { pipeline, held } = setup({ rateLimit: { limiter, action: "truncate" } });
+  const ask = (transport: "udp" | "tcp", client: string) =>
+    Promise.resolve(pipeline.handle({
+      bytes: buildQuery("retry.test", "A", 4),
+      transport,
+      client: { hostname: client, port: 1 },
+    }));
+  // A (spoofed) flood empties the /24's UDP allowance...
+  const first = ask("udp", "192.0.2.66");
+  await settle();
+  held.answer();
+  await first;
+  assert.equal(parse((await ask("udp", "192.0.2.7"))!.bytes).flag_tc, true);
+  // ...the real client follows the TC=1 and gets its answer over TCP (from the cache here).
+  const overTcp = await ask("tcp", "192.0.2.7");
+  assert.ok(overTcp, "the TCP retry is not dropped");
+  const msg = parse(overTcp.bytes);
+  assert.equal(msg.flag_tc, false);
+  assert.equal(msg.answers?.length, 1);
+  // A TCP flooder is still bounded, by the stream allowance.
+  assert.equal(await ask("tcp", "192.0.2.7"), null);
+});
+
+Deno.test("slip is counted per prefix: one prefix's flood does not pick another's TC=1 answers", () => {
+  const clock = new FakeClock();
+  const limiter = new RateLimiter({ clock, qps: 1, burst: 1 });
+  const { pipeline } = setup({ rateLimit: { limiter, action: "truncate", slip: 2 } });
+  const over = (client: string) =>
+    pipeline.handle({
+      bytes: buildQuery("slip.test", "ANY", 7),
+      transport: "udp",
+      client: { hostname: client, port: 1 },
+    });
+  const tc = (a: ReturnType<typeof over>) => a !== null && !("then" in a) && (a.bytes[2] & 2) !== 0;
+  assert.equal(tc(over("192.0.2.1")), false, "A's burst");
+  assert.equal(tc(over("198.51.100.1")), false, "B's burst");
+  assert.equal(over("192.0.2.1"), null, "A's first over the limit is thinned");
+  assert.equal(over("198.51.100.1"), null, "so is B's: A's count is not B's");
+  assert.equal(tc(over("198.51.100.1")), true, "B's second gets TC=1");
+  assert.equal(tc(over("192.0.2.1")), true, "A's second gets TC=1");
 });
 
 Deno.test("error answers over UDP beyond the client's error budget are dropped and counted", async () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { RateLimiter, type RateLimiterOptions } from "../../lib/policy/rate_limit.ts";
+import { Admission, RateLimiter, type RateLimiterOptions } from "../../lib/policy/rate_limit.ts";
 import { FakeClock, seededRandom } from "../helpers/fake_clock.ts";
 
 function limiter(opts: Partial<RateLimiterOptions> = {}): { rl: RateLimiter; clock: FakeClock } {
@@ -237,4 +237,33 @@ Deno.test("the limiter decides exactly like a simple LRU model over 100,000 rand
     assert.equal(rl.allow(ip), model.allow(ip), `step ${i}, ${ip}`);
     assert.equal(rl.size, model.size);
   }
+});
+
+Deno.test("stream queries draw from their own bucket, with the same rate and burst", () => {
+  const clock = new FakeClock();
+  const rl = new RateLimiter({ clock, qps: 2, burst: 2 });
+  assert.equal(allowedOf(rl, "192.0.2.1", 5), 2, "UDP burst");
+  let stream = 0;
+  for (let i = 0; i < 5; i++) if (rl.allow("192.0.2.1", true)) stream++;
+  assert.equal(stream, 2, "the stream burst is untouched by the UDP flood, and bounded");
+  clock.advance(500);
+  assert.equal(rl.allow("192.0.2.1", true), true, "refilled at qps");
+  assert.equal(rl.allow("192.0.2.1", true), false);
+  assert.equal(rl.size, 1, "one bucket pair per prefix");
+});
+
+Deno.test("slip is counted per prefix and forgotten with the prefix's buckets", () => {
+  const clock = new FakeClock();
+  const rl = new RateLimiter({ clock, qps: 1, burst: 1, maxBuckets: 2 });
+  const { ALLOWED, LIMITED, SILENT } = Admission;
+  assert.equal(rl.admit("192.0.2.1", false, 3), ALLOWED);
+  assert.deepEqual([1, 2, 3].map(() => rl.admit("192.0.2.1", false, 3)), [SILENT, SILENT, LIMITED]);
+  assert.equal(rl.admit("192.0.2.1", false, 3), SILENT);
+  assert.equal(rl.admit("198.51.100.1", false, 3), ALLOWED);
+  assert.equal(rl.admit("198.51.100.1", false, 3), SILENT, "B counts from zero");
+  assert.equal(rl.admit("203.0.113.1", false, 3), ALLOWED, "evicts A, the least recent");
+  assert.equal(rl.size, 2);
+  assert.equal(rl.admit("192.0.2.1", false, 3), ALLOWED, "A starts over: fresh bucket, no count");
+  assert.equal(rl.admit("192.0.2.1", true, 3), ALLOWED);
+  assert.equal(rl.admit("192.0.2.1", true, 3), LIMITED, "streams are never thinned");
 });
