@@ -108,6 +108,8 @@ function pipelineOptions(
       ? perPrefix(rl.errorsQps, Math.max(1, Math.ceil(2 * rl.errorsQps)))
       : null,
     anyQueries: config.policy.anyQueries,
+    nonRecursive: config.policy.nonRecursive,
+    chaosIdentity: config.policy.chaosIdentity || null,
     ecs: config.forwarding.ecs,
     metrics,
     queryLog,

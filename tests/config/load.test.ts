@@ -148,6 +148,8 @@ slip = 3
 errors_qps = 5
 [policy]
 any_queries = "forward"
+non_recursive = "forward"
+chaos_identity = "dns1.example"
 [admin]
 address = "127.0.0.1:9153"
 [query_log]
@@ -210,7 +212,11 @@ format = "text"
         slip: 3,
         errorsQps: 5,
       });
-      assert.deepEqual(c.policy, { anyQueries: "forward" });
+      assert.deepEqual(c.policy, {
+        anyQueries: "forward",
+        nonRecursive: "forward",
+        chaosIdentity: "dns1.example",
+      });
       assert.deepEqual(c.admin, { hostname: "127.0.0.1", port: 9153 });
       assert.deepEqual(c.queryLog, {
         enabled: true,
