@@ -7,6 +7,7 @@ import { ResponseCache } from "./cache/cache.ts";
 import type { Config, ListenerConfig } from "./config/schema.ts";
 import { type AdminServer, startAdmin } from "./admin/server.ts";
 import { listenHttps } from "./listen/https.ts";
+import { QueryGuard } from "./listen/guard.ts";
 import type { Listener } from "./listen/listener.ts";
 import type { StreamLimits } from "./listen/stream.ts";
 import { listenTcp } from "./listen/tcp.ts";
@@ -237,13 +238,24 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     queryLogDropped: queryLog ? () => queryLog.dropped : undefined,
   });
 
+  // An unexpected throw in the query path costs that query (SERVFAIL), never a listener.
+  const guard = new QueryGuard({
+    clock,
+    udpSize: config.server.udpMaxSize,
+    onFault: (transport) => metrics.internalError(transport),
+  });
   const listeners: Bound[] = [];
   const policies: ListenerPolicy[] = [];
   let admin: AdminServer | null = null;
   try {
     for (const l of config.listeners) {
       const i = policies.push(listenerPolicy(config, l)) - 1;
-      const bound = await bind(l, config, clock, (q) => pipeline.handle(q, policies[i]));
+      const bound = await bind(
+        l,
+        config,
+        clock,
+        guard.wrap((q) => pipeline.handle(q, policies[i])),
+      );
       listeners.push(bound);
       log.info("listening on {url}", { url: describe(bound) });
     }

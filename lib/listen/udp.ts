@@ -76,11 +76,26 @@ class UdpListener implements Listener {
       if (!this.#accepting) continue;
       const [view, addr] = datagram;
       const client = addr as Deno.NetAddr;
-      const answer = this.handle({ bytes: view.slice(), client, transport: "udp" });
-      // Refusals, errors and cache hits are sent in this turn; misses when their answer comes.
-      if (answer instanceof Promise) answer.then((a) => this.#reply(a, client));
-      else this.#reply(answer, client);
+      // The server's handler is guarded (lib/listen/guard.ts); this catch keeps the loop alive
+      // whatever handler it is given.
+      try {
+        const answer = this.handle({ bytes: view.slice(), client, transport: "udp" });
+        // Refusals, errors and cache hits are sent in this turn; misses when their answer comes.
+        if (answer instanceof Promise) {
+          answer.then((a) => this.#reply(a, client), (err) => this.#failed(client, err));
+        } else this.#reply(answer, client);
+      } catch (err) {
+        this.#failed(client, err);
+      }
     }
+  }
+
+  #failed(client: Deno.NetAddr, err: unknown): void {
+    log.error("query from {client} on {url} failed: {err}", {
+      client: client.hostname,
+      url: this.url,
+      err: err instanceof Error ? (err.stack ?? err.message) : String(err),
+    });
   }
 
   #reply(answer: Answer | null, client: Deno.NetAddr): void {

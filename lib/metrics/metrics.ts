@@ -302,6 +302,8 @@ export class Metrics {
   readonly #policy = new Float64Array(NP * NPOL);
   readonly #alwaysShown: boolean[];
   #prefetches = 0;
+  /** Queries lost to an unexpected error in the query path, by protocol. */
+  readonly #internalErrors = new Float64Array(NP);
   readonly #upstreams = new Map<string, Recorder>();
   #sources: MetricSources = {};
   readonly #collectors: (() => void | Promise<void>)[] = [];
@@ -345,6 +347,11 @@ export class Metrics {
   /** A query turned away by the per-client rate limit. */
   rateLimited(protocol: ListenerProtocol): void {
     this.#policy[protocolIndex(protocol) * NPOL + RATE_LIMITED]++;
+  }
+
+  /** A query whose handling threw (a bug): answered SERVFAIL if readable, by the query guard. */
+  internalError(protocol: ListenerProtocol): void {
+    this.#internalErrors[protocolIndex(protocol)]++;
   }
 
   /** A background refresh of a popular cache entry was started. */
@@ -475,6 +482,18 @@ export class Metrics {
               emit({ protocol: LISTENER_PROTOCOLS[p], reason }, v);
             }
           }
+        }
+      },
+    );
+    counter(
+      "dotproxy_internal_errors_total",
+      "Queries whose handling failed with an unexpected error (a bug, logged): answered " +
+        "SERVFAIL when their header could be read, else dropped.",
+      ["protocol"],
+      (emit) => {
+        for (let p = 0; p < NP; p++) {
+          const v = this.#internalErrors[p];
+          if (v !== 0 || this.#alwaysShown[p]) emit({ protocol: LISTENER_PROTOCOLS[p] }, v);
         }
       },
     );
