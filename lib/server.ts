@@ -173,7 +173,7 @@ function bind(
   const common = { url: l.url, hostname: l.hostname, port: l.port, handle };
   switch (l.protocol) {
     case "udp":
-      return listenUdp(common);
+      return listenUdp({ ...common, clock, wildcard: { ipv4: !ipv4WildcardBeside(l, config) } });
     case "tcp":
       return listenTcp({ ...common, clock, limits: streamLimits(config) });
     case "tls":
@@ -197,6 +197,17 @@ function bind(
         queryTimeoutMs: config.server.queryTimeoutMs,
       });
   }
+}
+
+/**
+ * Whether another UDP listener binds 0.0.0.0 on the port of this "::" one: then "::" serves IPv6
+ * only (its dual-stack socket used to collide with it).
+ */
+function ipv4WildcardBeside(l: ListenerConfig, config: Config): boolean {
+  return l.protocol === "udp" && l.hostname.includes(":") &&
+    config.listeners.some((o) =>
+      o.protocol === "udp" && o.hostname === "0.0.0.0" && o.port === l.port
+    );
 }
 
 /** Builds and starts everything; throws BindError (after closing what was opened) if a bind fails. */
@@ -309,6 +320,8 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
       }
     });
     config = next;
+    // Wildcard UDP listeners pick up addresses added to the host (and drop removed ones).
+    await Promise.all(listeners.map((l) => l.rescan?.()));
     await old.close();
     return skipped;
   };
