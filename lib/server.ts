@@ -12,7 +12,7 @@ import type { Listener } from "./listen/listener.ts";
 import type { StreamLimits } from "./listen/stream.ts";
 import { listenTcp } from "./listen/tcp.ts";
 import { listenTls } from "./listen/tls.ts";
-import { listenUdp } from "./listen/udp.ts";
+import { listenUdp, type WildcardOptions } from "./listen/udp.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import type { QueryLog } from "./metrics/query_log.ts";
 import {
@@ -173,7 +173,7 @@ function bind(
   const common = { url: l.url, hostname: l.hostname, port: l.port, handle };
   switch (l.protocol) {
     case "udp":
-      return listenUdp({ ...common, clock, wildcard: { ipv4: !ipv4WildcardBeside(l, config) } });
+      return listenUdp({ ...common, clock, wildcard: wildcardOptions(l, config) });
     case "tcp":
       return listenTcp({ ...common, clock, limits: streamLimits(config) });
     case "tls":
@@ -200,14 +200,17 @@ function bind(
 }
 
 /**
- * Whether another UDP listener binds 0.0.0.0 on the port of this "::" one: then "::" serves IPv6
- * only (its dual-stack socket used to collide with it).
+ * How a wildcard UDP listener shares its port with the other UDP listeners of the config: the
+ * addresses they bind are left to them, and "::" serves IPv6 only beside a 0.0.0.0 listener.
  */
-function ipv4WildcardBeside(l: ListenerConfig, config: Config): boolean {
-  return l.protocol === "udp" && l.hostname.includes(":") &&
-    config.listeners.some((o) =>
-      o.protocol === "udp" && o.hostname === "0.0.0.0" && o.port === l.port
-    );
+function wildcardOptions(l: ListenerConfig, config: Config): WildcardOptions {
+  const others = config.listeners.filter((o) =>
+    o !== l && o.protocol === "udp" && o.port === l.port && o.port !== 0
+  );
+  return {
+    ipv4: !others.some((o) => o.hostname === "0.0.0.0"),
+    exclude: others.map((o) => o.hostname),
+  };
 }
 
 /** Builds and starts everything; throws BindError (after closing what was opened) if a bind fails. */

@@ -68,17 +68,23 @@ export function loopbackAddresses(
 /**
  * The addresses a wildcard binds: every interface address of its family (for "::" the IPv4 ones
  * too unless `ipv4` is false, as a dual-stack socket received IPv4), then the loopback list for
- * IPv4. Duplicates are dropped; at most `max`, interface addresses first.
+ * IPv4. Duplicates and `exclude` are dropped; at most `max`, interface addresses first.
  */
 export function wildcardTargets(
   wildcard: "0.0.0.0" | "::",
   interfaces: readonly InterfaceAddress[],
-  opts: { loopback: readonly string[]; ipv4?: boolean; max?: number },
+  opts: {
+    loopback: readonly string[];
+    ipv4?: boolean;
+    max?: number;
+    /** Addresses served by listeners of their own on the same port: left to them. */
+    exclude?: readonly string[];
+  },
 ): BindTarget[] {
   const v6 = wildcard === "::";
   const v4 = !v6 || (opts.ipv4 ?? true);
   const max = opts.max ?? MAX_WILDCARD_SOCKETS;
-  const seen = new Set<string>();
+  const seen = new Set<string>(opts.exclude ?? []);
   const out: BindTarget[] = [];
   const add = (hostname: string, loopback: boolean) => {
     if (out.length >= max || seen.has(hostname)) return;

@@ -287,3 +287,32 @@ Deno.test("wildcards are recognised in any spelling", () => {
   assert.equal(wildcardOf("127.0.0.1"), null);
   assert.equal(wildcardOf("::1"), null);
 });
+
+Deno.test("0.0.0.0, [::] and 127.0.0.2 listeners share one UDP port, each answering its own", async () => {
+  const holder = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (holder.addr as Deno.NetAddr).port;
+  holder.close();
+  const upstream = await startFakeDot();
+  const extra =
+    '[[listeners]]\nurl = "udp://[::]:5053"\n\n[[listeners]]\nurl = "udp://127.0.0.2:5053"';
+  const config = await testConfig([upstream], extra, "0.0.0.0");
+  for (const l of config.listeners) if (l.protocol === "udp") l.port = port;
+  const server = await startServer(config, { clock: new FakeClock(), random: cryptoRandom() });
+  try {
+    const [v4, v6, explicit] = server.listeners.filter((l) =>
+      l.url.startsWith("udp")
+    ) as UdpListener[];
+    assert.ok(!v4.addresses().includes("127.0.0.2"), "left to its own listener");
+    assert.ok(v4.addresses().includes("127.0.0.3"));
+    assert.ok(!v6.addresses().includes("127.0.0.1"), "[::] leaves IPv4 to 0.0.0.0");
+    assert.deepEqual(explicit.addresses(), ["127.0.0.2"]);
+    for (const hostname of ["127.0.0.2", "127.0.0.3", "::1"]) {
+      const { reply, from } = await exchange({ hostname, port }, buildQuery("share.example"));
+      assert.equal(from.hostname, hostname);
+      assert.equal(parse(reply).rcode, "NOERROR");
+    }
+  } finally {
+    await server.stop();
+    await upstream.close();
+  }
+});
