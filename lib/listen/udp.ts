@@ -94,7 +94,7 @@ export interface UdpListener extends Listener {
 export function listenUdp(opts: UdpListenOptions): UdpListener {
   const wildcard = wildcardOf(opts.hostname);
   if (!wildcard) return new SingleUdpListener(opts, bindUdp(opts.hostname, opts.port));
-  const readInterfaces = opts.wildcard?.interfaces ?? (() => Deno.networkInterfaces());
+  const readInterfaces = opts.wildcard?.interfaces ?? listInterfaces;
   try {
     readInterfaces();
   } catch (err) {
@@ -115,6 +115,16 @@ export function listenUdp(opts: UdpListenOptions): UdpListener {
       if (attempt >= PORT_ZERO_ATTEMPTS) throw err.cause;
     }
   }
+}
+
+/**
+ * The host's addresses. Asks whether the permission is granted first: without it Deno would
+ * prompt on a terminal (and block the start) instead of failing.
+ */
+function listInterfaces(): Deno.NetworkInterfaceInfo[] {
+  const state = Deno.permissions.querySync({ name: "sys", kind: "networkInterfaces" }).state;
+  if (state !== "granted") throw new Deno.errors.NotCapable("no --allow-sys=networkInterfaces");
+  return Deno.networkInterfaces();
 }
 
 /** Applies the client's UDP size limit to an answer. */
@@ -210,9 +220,17 @@ class SocketLoop {
     }
   }
 
+  /** Sends an answer; never throws (it also runs in a promise callback nobody awaits). */
   #reply(answer: Answer | null, client: Deno.NetAddr): void {
     if (!answer || this.#closed) return;
-    this.socket.send(fitUdp(answer), client).catch((err) =>
+    let bytes: Uint8Array;
+    try {
+      bytes = fitUdp(answer);
+    } catch (err) {
+      this.shared.failed(client, err);
+      return;
+    }
+    this.socket.send(bytes, client).catch((err) =>
       log.debug("UDP send to {client} failed: {err}", {
         client: client.hostname,
         err: String(err),

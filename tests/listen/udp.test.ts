@@ -25,6 +25,10 @@ for (const hostname of ["127.0.0.1", "0.0.0.0"]) {
     const handle = faultyHandler((name) => {
       if (name === "throw.example") throw new Error("injected synchronous fault");
       if (name === "reject.example") return Promise.reject(new Error("injected rejection"));
+      // An answer whose bytes cannot be truncated to fit: the reply path itself throws.
+      if (name === "unfit.example") {
+        return Promise.resolve({ bytes: null as unknown as Uint8Array, maxUdpSize: 512 }) as never;
+      }
       return null;
     });
     const l = listenUdp({
@@ -37,7 +41,7 @@ for (const hostname of ["127.0.0.1", "0.0.0.0"]) {
     });
     const to = { hostname: "127.0.0.1", port: l.addr.port };
     try {
-      for (const name of ["throw.example", "reject.example"]) {
+      for (const name of ["throw.example", "reject.example", "unfit.example"]) {
         // The faulty query gets no answer from an unguarded handler; send it, then prove the
         // loop is alive with the next one (answers come in order from one loop).
         const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
