@@ -20,4 +20,9 @@ export interface Listener {
   stopAccepting(): void;
   /** Close every socket; call after in-flight queries are answered or the grace period ends. */
   close(): Promise<void>;
+  /**
+   * Re-reads the local addresses a wildcard listener serves one by one (UDP): called on reload
+   * (SIGHUP), so an address added to the host is served without waiting for the periodic rescan.
+   */
+  rescan?(): Promise<void>;
 }

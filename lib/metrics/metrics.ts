@@ -305,6 +305,8 @@ export class Metrics {
   #prefetches = 0;
   /** Extended DNS Errors sent, by code (a small table: lib/dns/ede.ts). */
   readonly #edes = new Map<EdeCode, number>();
+  /** Queries lost to an unexpected error in the query path, by protocol. */
+  readonly #internalErrors = new Float64Array(NP);
   readonly #upstreams = new Map<string, Recorder>();
   #sources: MetricSources = {};
   readonly #collectors: (() => void | Promise<void>)[] = [];
@@ -353,6 +355,11 @@ export class Metrics {
   /** An answer decided here carried this RFC 8914 Extended DNS Error to an EDNS client. */
   extendedError(code: EdeCode): void {
     this.#edes.set(code, (this.#edes.get(code) ?? 0) + 1);
+  }
+
+  /** A query whose handling threw (a bug): answered SERVFAIL if readable, by the query guard. */
+  internalError(protocol: ListenerProtocol): void {
+    this.#internalErrors[protocolIndex(protocol)]++;
   }
 
   /** A background refresh of a popular cache entry was started. */
@@ -494,6 +501,18 @@ export class Metrics {
               emit({ protocol: LISTENER_PROTOCOLS[p], reason }, v);
             }
           }
+        }
+      },
+    );
+    counter(
+      "dotproxy_internal_errors_total",
+      "Queries whose handling failed with an unexpected error (a bug, logged): answered " +
+        "SERVFAIL when their header could be read, else dropped.",
+      ["protocol"],
+      (emit) => {
+        for (let p = 0; p < NP; p++) {
+          const v = this.#internalErrors[p];
+          if (v !== 0 || this.#alwaysShown[p]) emit({ protocol: LISTENER_PROTOCOLS[p] }, v);
         }
       },
     );

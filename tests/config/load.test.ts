@@ -106,6 +106,7 @@ query_timeout = "10s"
 udp_max_size = 4096
 tcp_idle_timeout = "1m"
 shutdown_grace = "500ms"
+udp_rescan_interval = "0s"
 [forwarding]
 attempt_timeout = "1.5s"
 connect_timeout = "750ms"
@@ -164,6 +165,7 @@ format = "text"
         tcpIdleTimeoutMs: 60_000,
         shutdownGraceMs: 500,
         queryTimeoutMs: 10_000,
+        udpRescanIntervalMs: 0,
       });
       assert.deepEqual(c.forwarding, {
         queryTimeoutMs: 10_000,

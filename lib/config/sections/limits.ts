@@ -1,6 +1,7 @@
 /** [limits]: bounds that keep load and abuse from exhausting the proxy. */
 
 import { OVERLOAD_ACTIONS } from "../enums.ts";
+import { DEFAULT_RECEIVE_CONCURRENCY } from "../../listen/udp.ts";
 import { duration, integer, oneOf } from "../readers.ts";
 import { defineSection, type SectionValue, setting } from "../table.ts";
 
@@ -17,6 +18,11 @@ export const LIMITS = defineSection("limits", "limits", {
     default: "refuse",
     doc: `above max_in_flight: "refuse" answers REFUSED, "drop" sends nothing`,
     reloadable: true,
+  }),
+  udp_receive_concurrency: setting("udpReceiveConcurrency", integer({ min: 1, max: 64 }), {
+    default: DEFAULT_RECEIVE_CONCURRENCY,
+    doc: "receives kept pending per UDP socket, so one event-loop turn drains a burst",
+    reloadable: false,
   }),
   tcp_max_connections: setting("tcpMaxConnections", integer(MANY), {
     default: 1_000,
