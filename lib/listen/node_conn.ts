@@ -211,6 +211,19 @@ export class NodeTlsConn implements StreamConn {
     });
   }
 
+  /**
+   * Drops the connection at once: no close_notify, whatever node:tls still buffers for the peer
+   * is discarded with the socket (for a peer that does not read, or a connection evicted).
+   */
+  abort(): void {
+    this.socket.destroy();
+    try {
+      this.transport.close();
+    } catch { /* already closed */ }
+    this.#ended = true;
+    this.#notify();
+  }
+
   #notify(): void {
     const wake = this.#wake;
     this.#wake = null;

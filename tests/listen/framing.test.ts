@@ -91,3 +91,75 @@ Deno.test("FramedWriter reports a failed write once and drops later sends", asyn
   assert.equal(errors.length, 1);
   assert.equal(calls, 1);
 });
+
+/** A sink whose writes wait until `release` (all bytes accepted) or `fail` is called. */
+function heldSink() {
+  const writes: Uint8Array[] = [];
+  let settle: { resolve: (n: number) => void; reject: (e: Error) => void } | null = null;
+  return {
+    writes,
+    write(p: Uint8Array): Promise<number> {
+      writes.push(p.slice());
+      return new Promise((resolve, reject) => (settle = { resolve, reject }));
+    },
+    release: (n?: number) => settle?.resolve(n ?? writes.at(-1)!.length),
+    fail: () => settle?.reject(new Error("closed")),
+  };
+}
+
+Deno.test("FramedWriter refuses a message that would take the queue over maxBytes or maxMessages", () => {
+  const sink = heldSink();
+  const w = new FramedWriter(sink, () => {}, { maxBytes: 20, maxMessages: 3 });
+  assert.equal(w.send(msg(8, 1)), true); // 10 framed bytes, being written
+  assert.equal(w.send(msg(8, 2)), true); // 20
+  assert.equal(w.send(msg(1, 3)), false, "23 bytes would be over 20");
+  assert.equal(w.queuedBytes, 20);
+  assert.equal(w.queuedMessages, 2);
+  const few = new FramedWriter(heldSink(), () => {}, { maxMessages: 2 });
+  assert.equal(few.send(msg(1, 1)), true);
+  assert.equal(few.send(msg(1, 2)), true);
+  assert.equal(few.send(msg(1, 3)), false, "a third message is over maxMessages");
+  sink.fail();
+});
+
+Deno.test("FramedWriter counts a message as written only once its last byte is taken", async () => {
+  const sink = heldSink();
+  let writes = 0;
+  let done = 0;
+  const w = new FramedWriter(sink, () => assert.fail("no error expected"), {
+    onWriteStart: () => writes++,
+    onWriteDone: () => done++,
+  });
+  w.send(msg(4, 1)); // written alone: 6 bytes
+  w.send(msg(4, 2)); // these two coalesce into one 12-byte write
+  w.send(msg(4, 3));
+  assert.deepEqual([w.queuedBytes, w.queuedMessages, writes, done], [18, 3, 1, 0]);
+  sink.release();
+  await Promise.resolve();
+  await Promise.resolve();
+  assert.deepEqual([w.queuedBytes, w.queuedMessages, writes, done], [12, 2, 2, 1]);
+  sink.release(7); // the sink takes the first message and one byte of the second
+  await Promise.resolve();
+  await Promise.resolve();
+  assert.deepEqual([w.queuedBytes, w.queuedMessages, writes, done], [5, 1, 3, 2]);
+  sink.release();
+  await w.flushed();
+  assert.deepEqual([w.queuedBytes, w.queuedMessages], [0, 0]);
+});
+
+Deno.test("FramedWriter.abort drops the queue at once, reports no error and ignores later sends", async () => {
+  const sink = heldSink();
+  const w = new FramedWriter(sink, () => assert.fail("abort is not an error"));
+  w.send(msg(100, 1));
+  w.send(msg(100, 2));
+  const flushed = w.flushed();
+  w.abort();
+  await flushed; // resolves although the write in progress never completes
+  assert.deepEqual([w.queuedBytes, w.queuedMessages], [0, 0]);
+  assert.equal(w.send(msg(1, 3)), true);
+  assert.equal(w.queuedMessages, 0);
+  await w.flushed();
+  sink.fail(); // the sink closed under the write: still no error reported
+  await Promise.resolve();
+  assert.equal(sink.writes.length, 1);
+});
