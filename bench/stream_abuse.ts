@@ -13,7 +13,11 @@
  *   per-client cap is 32 and the idle timeout 10 s).
  * - dot: 3 DoT connections send 1,000 queries each, never read (hold 5 s).
  *
- *   deno run -A bench/stream_abuse.ts [--scenarios one,many,dot] [--hold-scale 1]
+ *   deno run -A bench/stream_abuse.ts [--scenarios one,many,dot] [--hold-scale 1] [--rounds 1]
+ *
+ * With --rounds N each scenario is repeated N times against the same dotproxy (the abusive
+ * connections closed between rounds): RSS that keeps growing round after round is retained,
+ * RSS that stays at the first round's level is allocation churn the allocator keeps.
  *
  * Loopback only; bounded; every process and socket opened is closed. Linux only (reads /proc).
  */
@@ -168,7 +172,21 @@ async function flood(conn: Deno.Conn, count: number): Promise<number> {
   return at;
 }
 
-async function run(s: Scenario, upstreamPort: number): Promise<string> {
+/** Closes every connection of a round (client side). */
+function closeAll(conns: Deno.Conn[]): void {
+  for (const c of conns.splice(0)) {
+    try {
+      c.close();
+    } catch { /* closed */ }
+  }
+}
+
+/**
+ * Runs `rounds` rounds of the scenario against one dotproxy: each round opens the abusive
+ * connections, floods, holds, counts what dotproxy still holds, then closes them client-side.
+ * RSS after the first and the last round tells retention (grows per round) from churn (does not).
+ */
+async function run(s: Scenario, upstreamPort: number, rounds: number): Promise<string> {
   const p = await startProxy(upstreamPort);
   const pid = p.cli.child.pid;
   const conns: Deno.Conn[] = [];
@@ -183,30 +201,32 @@ async function run(s: Scenario, upstreamPort: number): Promise<string> {
         await sleep(100);
       }
     })();
-    for (let i = 0; i < s.connections; i++) {
-      try {
-        conns.push(await connectAbuser(p, s.tls));
-      } catch { /* refused or reset: counts as not held */ }
+    const ends: number[] = [];
+    const held: number[] = [];
+    let sent = 0;
+    for (let r = 0; r < rounds; r++) {
+      for (let i = 0; i < s.connections; i++) {
+        try {
+          conns.push(await connectAbuser(p, s.tls));
+        } catch { /* refused or reset: counts as not held */ }
+      }
+      const written = await Promise.all(conns.map((c) => flood(c, s.queriesEach)));
+      sent += written.reduce((a, b) => a + b, 0);
+      await sleep(s.holdMs);
+      held.push(await established(s.tls ? p.tlsPort : p.tcpPort));
+      ends.push((await procSnapshot(pid)).rssKiB);
+      closeAll(conns);
     }
-    const written = await Promise.all(conns.map((c) => flood(c, s.queriesEach)));
-    const sent = written.reduce((a, b) => a + b, 0);
-    await sleep(s.holdMs);
-    const port = s.tls ? p.tlsPort : p.tcpPort;
-    const held = await established(port);
-    const end = (await procSnapshot(pid)).rssKiB;
     const served = await answered({ hostname: "127.0.0.1", port: p.tcpPort });
     sampling = false;
     await sampler;
     const mib = (kib: number) => (kib / 1024).toFixed(1);
     return `| ${s.name} | ${s.tls ? "DoT" : "TCP"} | ${s.connections} × ${s.queriesEach} | ` +
-      `${(sent / 1024).toFixed(0)} KiB | ${mib(base)} | ${mib(peak)} | ${mib(end)} | ` +
-      `${held} after ${s.holdMs / 1000} s | ${served ? "yes" : "NO"} |`;
+      `${rounds} | ${(sent / 1024).toFixed(0)} KiB | ${mib(base)} | ${mib(peak)} | ` +
+      `${ends.map(mib).join(" → ")} | ${held.join(", ")} after ${s.holdMs / 1000} s | ` +
+      `${served ? "yes" : "NO"} |`;
   } finally {
-    for (const c of conns) {
-      try {
-        c.close();
-      } catch { /* closed */ }
-    }
+    closeAll(conns);
     await p.stop();
   }
 }
@@ -219,13 +239,14 @@ if (import.meta.main) {
   };
   const names = (pick("--scenarios") ?? "one,many,dot").split(",");
   const scale = Number(pick("--hold-scale") ?? "1");
+  const rounds = Number(pick("--rounds") ?? "1");
   const upstream = startFakePlain({ answerFor: (q) => bigTxt(q) });
   const rows: string[] = [];
   try {
     for (const name of names) {
       const s = SCENARIOS[name];
       if (!s) throw new Error(`unknown scenario ${name} (one, many, dot)`);
-      rows.push(await run({ ...s, holdMs: s.holdMs * scale }, upstream.port));
+      rows.push(await run({ ...s, holdMs: s.holdMs * scale }, upstream.port, rounds));
       console.error(rows.at(-1));
     }
   } finally {
@@ -233,8 +254,9 @@ if (import.meta.main) {
   }
   console.log(
     [
-      "| scenario | listener | connections × queries | queries sent | RSS before MiB | peak MiB | end MiB | connections held | new connection answered |",
-      "| --- | --- | --- | --: | --: | --: | --: | --- | --- |",
+      "| scenario | listener | connections × queries | rounds | queries sent | RSS before MiB | " +
+      "peak MiB | end of each round MiB | connections held | new connection answered |",
+      "| --- | --- | --- | --: | --: | --: | --: | --- | --- | --- |",
       ...rows,
     ].join("\n"),
   );

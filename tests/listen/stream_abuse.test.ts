@@ -174,6 +174,30 @@ Deno.test("a client that stops reading is dropped when a write has waited tcp_re
   });
 });
 
+Deno.test("a client that half-closes and never reads its answers is dropped at the write deadline, not flushed forever", async () => {
+  const h = replying(BIG);
+  // Reading never pauses here, so the server sees the end of input and starts a graceful close.
+  const limits = { ...NO_OUTPUT_BOUND, maxPipelined: 1000 };
+  await withListener((clock) => tcpListener(h.handle, limits, clock), async (l, clock) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: l.addr.port });
+    try {
+      await sendWithoutReading(conn, burst("big.abuse.test", 600));
+      await conn.closeWrite();
+      await until(() => h.calls >= 600, "all 600 queries read");
+      // The EOF is read, and a write is left waiting on the full socket (15 MB of answers).
+      for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 0));
+      clock.advance(limits.readTimeoutMs - 1);
+      assert.equal(l.stats.open, 1, "still flushing before the deadline");
+      clock.advance(1);
+      assert.equal(l.stats.writeTimedOut, 1);
+      assert.equal(l.stats.open, 0);
+      assert.equal(l.queuedOutputBytes, 0);
+    } finally {
+      conn.close();
+    }
+  });
+});
+
 Deno.test("40 connections from one address stuck with unread output never hold more than 32 slots; a new one is served", async () => {
   const h = replying(MEDIUM);
   await withListener((clock) => tcpListener(h.handle, LIMITS, clock), async (l) => {
