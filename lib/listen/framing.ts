@@ -84,7 +84,7 @@ export async function writeAll(
 export interface FramedWriterOptions {
   /**
    * Most framed bytes (2-byte prefix included) waiting to be written, counting the write in
-   * progress; a send that would exceed it is refused. Default unbounded (a client of ours).
+   * progress; a send that would go over is refused. Default unbounded (a client of ours).
    */
   maxBytes?: number;
   /** Most messages waiting to be written, counting the write in progress. Default unbounded. */
@@ -101,13 +101,15 @@ export interface FramedWriterOptions {
  * failure is reported once through `onError`; later sends are ignored.
  *
  * Whatever waits to be written is counted (bytes and messages, until the sink accepts them), so
- * a peer that does not read cannot make it grow without bound: `send` refuses a message over
- * `maxBytes`/`maxMessages`, and `abort` drops everything at once.
+ * that a peer that does not read cannot make it grow without bound: `send` refuses a message
+ * that would take the queue over `maxBytes`/`maxMessages`, and `abort` drops everything at once.
+ * Messages sent in the same microtask turn go out in the same write.
  */
 export class FramedWriter {
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;
   #queuedMessages = 0;
+  #scheduled = false;
   #writing = false;
   #failed = false;
   #idle: (() => void)[] = [];
@@ -134,28 +136,33 @@ export class FramedWriter {
   }
 
   /**
-   * Queues one message; returns at once. Returns false, queueing nothing, when the message
-   * would take the queue over `maxBytes` or `maxMessages` (the caller decides what that costs);
-   * true otherwise (also after a failure or `abort`, when sends are silently dropped).
+   * Queues one message; returns at once. Returns false, queueing nothing, when the message would
+   * take the queue over `maxBytes` or `maxMessages` (the caller decides what that costs); true
+   * otherwise (also after a failure or `abort`, when sends are silently dropped).
    */
   send(message: Uint8Array): boolean {
     if (this.#failed) return true;
     const size = 2 + message.length;
-    if (
-      this.#queuedBytes + size > this.#maxBytes || this.#queuedMessages + 1 > this.#maxMessages
-    ) {
+    if (this.#queuedBytes + size > this.#maxBytes || this.#queuedMessages + 1 > this.#maxMessages) {
       return false;
     }
     this.#queue.push(message);
     this.#queuedBytes += size;
     this.#queuedMessages++;
-    if (!this.#writing) this.#drain();
+    if (!this.#writing && !this.#scheduled) {
+      // Start at the end of this turn, so that messages sent together are written together.
+      this.#scheduled = true;
+      queueMicrotask(() => {
+        this.#scheduled = false;
+        if (!this.#writing) this.#drain();
+      });
+    }
     return true;
   }
 
   /** Resolves when everything queued so far has been written (or writing failed or aborted). */
   flushed(): Promise<void> {
-    if (!this.#writing || this.#failed) return Promise.resolve();
+    if (this.#failed || (!this.#writing && this.#queue.length === 0)) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 

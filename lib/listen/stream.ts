@@ -10,8 +10,10 @@
  *   dropped at once to make room, its slot freed on the spot; when none qualifies the newcomer
  *   is refused;
  * - a cap on queries per connection counting both those in flight and those whose answers wait
- *   to be written (reading pauses until answers go out);
- * - a bound on the answers waiting to be written (bytes and count): a connection that would go
+ *   to be written, and on answer bytes waiting (half the output bound): reading pauses until
+ *   answers go out;
+ * - a bound on the answers waiting to be written (bytes and count) once the socket refuses
+ *   bytes (its buffer is full: the peer is not reading fast enough): a connection that would go
  *   over it is dropped at once;
  * - a write deadline: a write the peer does not take within the read timeout drops the
  *   connection at once;
@@ -34,10 +36,12 @@ import type { Handler, Listener } from "./listener.ts";
 const log = logger("listen", "stream");
 
 /**
- * Default bound on answer bytes waiting to be written on one connection (beyond what the kernel
- * has accepted): room for a few maximum-size (64 KiB) answers, or the tcp_max_pipelined default
- * of 100 answers of 2.6 KB on average. 1,000 connections (the tcp_max_connections default)
- * stuck at once hold at most ~256 MB; 32 from one address (the per-client default) 8 MiB.
+ * Default bound on answer bytes waiting to be written on one connection whose socket buffer is
+ * full (beyond the ~4 MB the kernel may hold for it): room for three maximum-size (64 KiB)
+ * answers plus the ones in flight, and reading pauses at half of it. A peer that reads is never
+ * cut off by it: answers that complete together are written before it applies. 1,000
+ * connections (the tcp_max_connections default) stuck at once hold at most ~256 MB, and only
+ * until the write deadline; 32 from one address (the per-client default) 8 MiB.
  */
 export const DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024;
 
@@ -73,14 +77,16 @@ export interface StreamLimits {
    */
   maxPipelined: number;
   /**
-   * Answer bytes (with their 2-byte length prefixes) waiting to be written on one connection;
-   * an answer that would go over drops the connection. Default DEFAULT_MAX_OUTPUT_BYTES; never
-   * below 65,537 (one answer of the largest size always fits).
+   * Answer bytes (with their 2-byte length prefixes) that may wait to be written on one
+   * connection once its socket refuses bytes (the peer is not keeping up); going over drops the
+   * connection. Reading pauses at half of it. Default DEFAULT_MAX_OUTPUT_BYTES; never below
+   * 65,537 (one answer of the largest size always fits).
    */
   maxOutputBytes?: number;
   /**
-   * Answers waiting to be written on one connection; one more drops the connection. Default
-   * DEFAULT_MAX_QUEUED_ANSWERS; keep it at least maxPipelined.
+   * Answers that may wait to be written on one connection once its socket refuses bytes; one
+   * more drops the connection. Default DEFAULT_MAX_QUEUED_ANSWERS; keep it at least
+   * maxPipelined.
    */
   maxQueuedAnswers?: number;
 }
@@ -394,10 +400,9 @@ class StreamSession {
         this.#stream = stream;
         this.#partialSince = null;
       }
-      const { maxOutputBytes, maxQueuedAnswers } = this.opts.limits;
       this.#writer = new FramedWriter(this.#stream, () => this.abort(), {
-        maxBytes: Math.max(MIN_OUTPUT_BYTES, maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES),
-        maxMessages: Math.max(1, maxQueuedAnswers ?? DEFAULT_MAX_QUEUED_ANSWERS),
+        maxBytes: this.#maxOutputBytes,
+        maxMessages: Math.max(1, this.opts.limits.maxQueuedAnswers ?? DEFAULT_MAX_QUEUED_ANSWERS),
         onWriteStart: () => {
           this.#writeSince = this.opts.clock.now();
           this.#rearmIfSooner();
@@ -423,14 +428,28 @@ class StreamSession {
     if (this.#pending === 0) this.#finish();
   }
 
-  /** Queries that hold resources here: in flight, or answered and not yet written. */
-  get #inUse(): number {
-    return this.#pending + (this.#writer?.queuedMessages ?? 0);
+  get #maxOutputBytes(): number {
+    return Math.max(MIN_OUTPUT_BYTES, this.opts.limits.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES);
+  }
+
+  /**
+   * Whether to stop reading for now: too many queries in flight or answered and not yet
+   * written, or half the output bound waiting (the answers still in flight need the rest).
+   */
+  get #mustPause(): boolean {
+    const w = this.#writer;
+    return this.#pending + (w?.queuedMessages ?? 0) >= this.opts.limits.maxPipelined ||
+      (w?.queuedBytes ?? 0) >= this.#maxOutputBytes / 2;
+  }
+
+  #outputFull(): void {
+    this.hooks.stats.outputFull++;
+    log.debug("dropping {client}: answers are not being read", { client: this.client });
+    this.abort();
   }
 
   async #read(): Promise<void> {
     const buf = new Uint8Array(65536);
-    const { maxPipelined } = this.opts.limits;
     const client = this.conn.remoteAddr;
     while (!this.#readDone) {
       const n = await this.#stream.read(buf);
@@ -448,11 +467,12 @@ class StreamSession {
           return;
         }
         this.#dispatch(m, client);
+        if (this.#readDone) return;
         // Backpressure: stop reading while this client has too many queries in flight or
         // answers unwritten. Time spent paused does not count against a partial message.
-        if (this.#inUse >= maxPipelined) {
+        if (this.#mustPause) {
           this.#paused = true;
-          while (this.#inUse >= maxPipelined && !this.#readDone) {
+          while (this.#mustPause && !this.#readDone) {
             await new Promise<void>((resolve) => (this.#resume = resolve));
           }
           this.#paused = false;
@@ -473,30 +493,38 @@ class StreamSession {
     }
   }
 
-  /** Answers one query; never rejects (a throwing handler costs this query only). */
-  async #dispatch(bytes: Uint8Array, client: Deno.NetAddr): Promise<void> {
+  /**
+   * Answers one query. An answer the handler gives at once (a cache hit) is queued before this
+   * returns, so the reading loop sees the output it makes and pauses in time. Never throws and
+   * leaves no promise to reject: a throwing or rejecting handler costs this query only.
+   */
+  #dispatch(bytes: Uint8Array, client: Deno.NetAddr): void {
     this.#pending++;
-    let answer: Uint8Array | null;
+    const failed = (err: unknown) => this.#answered(this.hooks.handlerFailed(bytes, err));
+    let result: Answer | null | Promise<Answer | null>;
     try {
-      const a: Answer | null = await this.opts.handle({
-        bytes,
-        client,
-        transport: this.opts.transport,
-      });
-      answer = a?.bytes ?? null;
+      result = this.opts.handle({ bytes, client, transport: this.opts.transport });
     } catch (err) {
-      answer = this.hooks.handlerFailed(bytes, err);
+      return failed(err);
     }
+    if (result instanceof Promise) result.then((a) => this.#answered(a?.bytes ?? null), failed);
+    else this.#answered(result?.bytes ?? null);
+  }
+
+  #answered(answer: Uint8Array | null): void {
     this.#pending--;
-    if (answer && !this.#closing && this.#writer && !this.#writer.send(answer)) {
-      this.hooks.stats.outputFull++;
-      log.debug("dropping {client}: answers are not being read", { client: this.client });
+    try {
+      if (answer && !this.#closing && this.#writer && !this.#writer.send(answer)) {
+        return this.#outputFull();
+      }
+      this.#lastActivity = this.opts.clock.now();
+      this.#wake();
+      if (this.#readDone && this.#pending === 0) this.#finish();
+    } catch (err) {
+      // Nothing above should throw; if it does, this connection goes, not the process.
+      log.warn("dropping {client}: {err}", { client: this.client, err: errText(err) });
       this.abort();
-      return;
     }
-    this.#lastActivity = this.opts.clock.now();
-    this.#wake();
-    if (this.#readDone && this.#pending === 0) this.#finish();
   }
 
   #wake(): void {
