@@ -295,7 +295,7 @@ Deno.test("40 connections from one address stuck with unread output never hold m
   });
 });
 
-Deno.test("DoT clients that send 1,000 queries for a 25 KB answer each and never read hold little memory and are dropped", async () => {
+Deno.test("DoT clients that send 2,000 queries for a 25 KB answer each and never read hold little memory and are dropped", async () => {
   const h = replying(BIG);
   await withListener((clock) => dotListener(h.handle, LIMITS, clock), async (l, clock) => {
     const before = rss();
@@ -303,12 +303,14 @@ Deno.test("DoT clients that send 1,000 queries for a 25 KB answer each and never
     try {
       for (let i = 0; i < 3; i++) clients.push(await dotClient(l));
       await Promise.all(
-        clients.map((c) => sendWithoutReading(c.conn, burst("big.abuse.test", 1000))),
+        clients.map((c) => sendWithoutReading(c.conn, burst("big.abuse.test", 2000))),
       );
       await stuck(l, h);
       const grown = (rss() - before) / MiB;
-      assert.ok(grown < 24, `RSS grew by ${grown.toFixed(1)} MiB`);
-      assert.ok(h.calls < 3000, `${h.calls} queries were read from clients that do not read`);
+      // Unbounded, 150 MB of answers queue. Bounded, what remains is allocation churn: the ~4 MB
+      // each socket's kernel buffers take, copied on the way (answer, frame, TLS records).
+      assert.ok(grown < 40, `RSS grew by ${grown.toFixed(1)} MiB`);
+      assert.ok(h.calls < 6000, `${h.calls} queries were read from clients that do not read`);
       assert.ok(l.queuedOutputBytes <= 3 * DEFAULT_MAX_OUTPUT_BYTES);
       clock.advance(LIMITS.readTimeoutMs);
       assert.equal(l.stats.writeTimedOut, 3);
