@@ -10,11 +10,9 @@
  *   dropped at once to make room, its slot freed on the spot; when none qualifies the newcomer
  *   is refused;
  * - a cap on queries per connection counting both those in flight and those whose answers wait
- *   to be written, and on answer bytes waiting (half the output bound): reading pauses until
- *   answers go out;
- * - a bound on the answers waiting to be written (bytes and count) once the socket refuses
- *   bytes (its buffer is full: the peer is not reading fast enough): a connection that would go
- *   over it is dropped at once;
+ *   to be written, and a pause at half the output bound: reading pauses until answers go out;
+ * - a bound on the answers waiting to be written (bytes and count): when answers still in
+ *   flight would take a connection over it, the connection is dropped at once;
  * - a write deadline: a write the peer does not take within the read timeout drops the
  *   connection at once;
  * - a deadline for a message once its first byte arrived (slowloris), and an idle timeout.
@@ -23,8 +21,7 @@
  * pending answers), the idle timeout and shutdown close gracefully, and a graceful flush is still
  * bounded by the write deadline. A handler that throws costs its query only (SERVFAIL).
  */
-import { isResponse, Rcode } from "../dns/message.ts";
-import { decodeQuery } from "../dns/message.ts";
+import { decodeQuery, isResponse, Rcode } from "../dns/message.ts";
 import { errorReply } from "../dns/reply.ts";
 import type { Answer, Transport } from "../pipeline/pipeline.ts";
 import type { Cancel, Clock } from "../sys/clock.ts";
@@ -36,19 +33,19 @@ import type { Handler, Listener } from "./listener.ts";
 const log = logger("listen", "stream");
 
 /**
- * Default bound on answer bytes waiting to be written on one connection whose socket buffer is
- * full (beyond the ~4 MB the kernel may hold for it): room for three maximum-size (64 KiB)
- * answers plus the ones in flight, and reading pauses at half of it. A peer that reads is never
- * cut off by it: answers that complete together are written before it applies. 1,000
- * connections (the tcp_max_connections default) stuck at once hold at most ~256 MB, and only
- * until the write deadline; 32 from one address (the per-client default) 8 MiB.
+ * Default bound on answer bytes waiting to be written on one connection (beyond what the kernel
+ * took: up to ~4 MB per socket on Linux). Reading pauses at half of it, and answers given at once
+ * (cache hits) are counted before the next query is read, so a client that reads is not cut
+ * off by it; the other half is room for answers still in flight (two of the largest size).
+ * 1,000 connections (the tcp_max_connections default) stuck at once hold at most ~256 MB, and
+ * only until the write deadline; 32 from one address (the per-client default) 8 MiB.
  */
 export const DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024;
 
 /**
- * Default bound on answers waiting to be written on one connection. Above the tcp_max_pipelined
- * default (100), which pauses reading first: a pipelining client that reads is never cut off by
- * it. It bounds the per-answer overhead when many tiny answers queue.
+ * Default bound on answers waiting to be written on one connection: it bounds the per-answer
+ * overhead when many small answers queue. Reading pauses at half of it (and at
+ * tcp_max_pipelined, default 100, counting queries in flight too).
  */
 export const DEFAULT_MAX_QUEUED_ANSWERS = 128;
 
@@ -78,15 +75,13 @@ export interface StreamLimits {
   maxPipelined: number;
   /**
    * Answer bytes (with their 2-byte length prefixes) that may wait to be written on one
-   * connection once its socket refuses bytes (the peer is not keeping up); going over drops the
-   * connection. Reading pauses at half of it. Default DEFAULT_MAX_OUTPUT_BYTES; never below
-   * 65,537 (one answer of the largest size always fits).
+   * connection; an answer that would go over drops the connection. Reading pauses at half of it.
+   * Default DEFAULT_MAX_OUTPUT_BYTES; never below 65,537 (an answer of the largest size fits).
    */
   maxOutputBytes?: number;
   /**
-   * Answers that may wait to be written on one connection once its socket refuses bytes; one
-   * more drops the connection. Default DEFAULT_MAX_QUEUED_ANSWERS; keep it at least
-   * maxPipelined.
+   * Answers that may wait to be written on one connection; one more drops the connection.
+   * Reading pauses at half of it. Default DEFAULT_MAX_QUEUED_ANSWERS; at least 2.
    */
   maxQueuedAnswers?: number;
 }
@@ -318,6 +313,7 @@ class StreamSession {
   #resume: (() => void) | null = null;
   #paused = false;
   #stream: StreamConn;
+  readonly #maxOutput: { bytes: number; messages: number };
   #finishing: Promise<void> | null = null;
   #loop: Promise<void>;
 
@@ -328,6 +324,11 @@ class StreamSession {
   ) {
     this.client = conn.remoteAddr.hostname;
     this.#stream = conn;
+    const { maxOutputBytes, maxQueuedAnswers } = opts.limits;
+    this.#maxOutput = {
+      bytes: Math.max(MIN_OUTPUT_BYTES, maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES),
+      messages: Math.max(2, maxQueuedAnswers ?? DEFAULT_MAX_QUEUED_ANSWERS),
+    };
     this.#lastActivity = opts.clock.now();
     // Until the first message (or handshake) completes, the read deadline applies.
     this.#partialSince = opts.prepare ? this.#lastActivity : null;
@@ -401,8 +402,8 @@ class StreamSession {
         this.#partialSince = null;
       }
       this.#writer = new FramedWriter(this.#stream, () => this.abort(), {
-        maxBytes: this.#maxOutputBytes,
-        maxMessages: Math.max(1, this.opts.limits.maxQueuedAnswers ?? DEFAULT_MAX_QUEUED_ANSWERS),
+        maxBytes: this.#maxOutput.bytes,
+        maxMessages: this.#maxOutput.messages,
         onWriteStart: () => {
           this.#writeSince = this.opts.clock.now();
           this.#rearmIfSooner();
@@ -428,18 +429,16 @@ class StreamSession {
     if (this.#pending === 0) this.#finish();
   }
 
-  get #maxOutputBytes(): number {
-    return Math.max(MIN_OUTPUT_BYTES, this.opts.limits.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES);
-  }
-
   /**
    * Whether to stop reading for now: too many queries in flight or answered and not yet
-   * written, or half the output bound waiting (the answers still in flight need the rest).
+   * written, or half the output bound waiting (answers still in flight need the rest).
    */
   get #mustPause(): boolean {
     const w = this.#writer;
-    return this.#pending + (w?.queuedMessages ?? 0) >= this.opts.limits.maxPipelined ||
-      (w?.queuedBytes ?? 0) >= this.#maxOutputBytes / 2;
+    if (!w) return false;
+    return this.#pending + w.queuedMessages >= this.opts.limits.maxPipelined ||
+      w.queuedBytes >= this.#maxOutput.bytes / 2 ||
+      w.queuedMessages >= this.#maxOutput.messages / 2;
   }
 
   #outputFull(): void {
@@ -500,7 +499,13 @@ class StreamSession {
    */
   #dispatch(bytes: Uint8Array, client: Deno.NetAddr): void {
     this.#pending++;
-    const failed = (err: unknown) => this.#answered(this.hooks.handlerFailed(bytes, err));
+    const failed = (err: unknown) => {
+      let reply: Uint8Array | null = null;
+      try {
+        reply = this.hooks.handlerFailed(bytes, err);
+      } catch { /* no SERVFAIL then; the query still counts as answered */ }
+      this.#answered(reply);
+    };
     let result: Answer | null | Promise<Answer | null>;
     try {
       result = this.opts.handle({ bytes, client, transport: this.opts.transport });
