@@ -164,6 +164,8 @@ function streamLimits(config: Config): StreamLimits {
     maxConnections: config.limits.tcpMaxConnections,
     maxConnectionsPerClient: config.limits.tcpMaxConnectionsPerClient,
     maxPipelined: config.limits.tcpMaxPipelined,
+    maxOutputBytes: config.limits.tcpMaxOutputBytes,
+    maxQueuedAnswers: config.limits.tcpMaxQueuedAnswers,
   };
 }
 
@@ -262,6 +264,8 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     upstreams: () =>
       upstreams.members.map((u) => ({ name: u.name, ...u.stats(), up: u.health.available() })),
     queryLogDropped: queryLog ? () => queryLog.dropped : undefined,
+    connections: () =>
+      listeners.flatMap((l) => l.connections ? [{ listener: l.url, state: l.connections() }] : []),
   });
 
   // An unexpected throw in the query path costs that query (SERVFAIL), never a listener.

@@ -28,7 +28,7 @@ import type { Cancel, Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
 import { FramedWriter, FrameReader, MAX_FRAMED_MESSAGE } from "./framing.ts";
-import type { Handler, Listener } from "./listener.ts";
+import type { ConnectionState, Handler, Listener } from "./listener.ts";
 
 const log = logger("listen", "stream");
 
@@ -50,7 +50,7 @@ export const DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024;
 export const DEFAULT_MAX_QUEUED_ANSWERS = 128;
 
 /** The smallest output bound: one answer of the largest size a 2-byte length can frame. */
-const MIN_OUTPUT_BYTES = MAX_FRAMED_MESSAGE + 2;
+export const MIN_OUTPUT_BYTES = MAX_FRAMED_MESSAGE + 2;
 
 /** At most one warning per this long about handlers that threw (the rest are counted). */
 const FAULT_LOG_INTERVAL_MS = 60_000;
@@ -163,6 +163,22 @@ export class StreamListener implements Listener {
   }
 
   /** Answer bytes waiting to be written on all connections (memory the clients hold here). */
+  connections(): ConnectionState {
+    const s = this.stats;
+    return {
+      open: s.open,
+      drops: {
+        rejected: s.rejected,
+        evicted_idle: s.evictedIdle,
+        evicted_stuck: s.evictedStuck,
+        read_timeout: s.timedOut,
+        output_full: s.outputFull,
+        write_timeout: s.writeTimedOut,
+      },
+      queuedOutputBytes: this.queuedOutputBytes,
+    };
+  }
+
   get queuedOutputBytes(): number {
     let n = 0;
     for (const s of this.#sessions) n += s.queuedBytes;

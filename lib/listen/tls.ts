@@ -76,6 +76,7 @@ export function listenTls(opts: TlsOptions): TlsListener {
     get queuedOutputBytes() {
       return stream.queuedOutputBytes;
     },
+    connections: () => stream.connections(),
     stopAccepting: () => stream.stopAccepting(),
     close: () => stream.close(),
     reloadCertificate(cert: string, key: string): void {

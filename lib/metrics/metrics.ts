@@ -10,6 +10,7 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { EDE_LABELS, type EdeCode } from "../dns/ede.ts";
+import { CONNECTION_DROP_REASONS, type ConnectionState } from "../listen/listener.ts";
 import type { UpstreamErrorKind } from "../upstream/upstream.ts";
 import { QTYPE_LABELS, qtypeIndex, RCODE_LABELS, rcodeIndex } from "./dns_names.ts";
 
@@ -106,6 +107,8 @@ export interface MetricSources {
   shed?: () => number;
   /** Query-log records dropped because the sink was slow or failing (`QueryLog.dropped`). */
   queryLogDropped?: () => number;
+  /** Client connections of each connection listener (TCP, DoT, DoH), by listener URL. */
+  connections?: () => Iterable<{ listener: string; state: ConnectionState }>;
 }
 
 /** Construction options. */
@@ -630,6 +633,36 @@ export class Metrics {
       "1 while the upstream is usable, 0 while it is backing off after failures.",
       ["upstream"],
       (emit) => state(emit, (s) => (s.up ? 1 : 0)),
+    );
+    const connections = (emit: Emit, pick: (c: ConnectionState) => number) => {
+      for (const c of src().connections?.() ?? []) emit({ listener: c.listener }, pick(c.state));
+    };
+    gauge(
+      "dotproxy_client_connections",
+      "Client connections open on each TCP, DoT and DoH listener.",
+      ["listener"],
+      (emit) => connections(emit, (c) => c.open),
+    );
+    gauge(
+      "dotproxy_client_output_queued_bytes",
+      "Answer bytes waiting to be written to clients on each connection listener.",
+      ["listener"],
+      (emit) => connections(emit, (c) => c.queuedOutputBytes),
+    );
+    counter(
+      "dotproxy_client_connections_dropped_total",
+      "Client connections refused or closed by a bound: rejected (caps full, none evictable), " +
+        "evicted_idle / evicted_stuck (to admit another), read_timeout (message or handshake " +
+        "not completed), output_full (unread answers over the bound), write_timeout (peer not " +
+        "reading).",
+      ["listener", "reason"],
+      (emit) => {
+        for (const c of src().connections?.() ?? []) {
+          for (const reason of CONNECTION_DROP_REASONS) {
+            emit({ listener: c.listener, reason }, c.state.drops[reason]);
+          }
+        }
+      },
     );
     counter(
       "dotproxy_query_log_dropped_total",
