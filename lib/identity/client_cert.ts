@@ -21,7 +21,8 @@ import { clientNameProblem } from "./names.ts";
 
 /** What node:tls reports for the peer's certificate, as far as naming needs it. */
 export interface PeerCertificateFields {
-  subject?: Record<string, string | string[] | undefined>;
+  /** node:tls gives one string per attribute; an array when the attribute repeats. */
+  subject?: { CN?: string | string[] };
   subjectaltname?: string;
   raw?: Uint8Array;
 }
@@ -30,7 +31,7 @@ export interface PeerCertificateFields {
 export interface ClientCertSource {
   authorized: boolean;
   authorizationError?: unknown;
-  getPeerCertificate(): PeerCertificateFields | null | undefined;
+  getPeerCertificate(detailed?: false): PeerCertificateFields | null | undefined;
 }
 
 /** Why a connection was refused after its handshake; one list, for counters. */
