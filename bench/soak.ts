@@ -49,6 +49,13 @@ import { n } from "./lib/report.ts";
 import { type Sample, scrape, total } from "./lib/scrape.ts";
 import { printSoakReport, type SoakRun, type SoakShape, stopAndReport } from "./lib/soak_report.ts";
 
+// Kept for scripts written against soak.ts before the split (bench/stream_abuse.ts and
+// bench/udp_burst.ts on other branches); new code imports from bench/lib/, and this goes once
+// they do.
+export { numArg } from "./lib/cli.ts";
+export { procSnapshot, udpDrops, udpRcvbufErrors } from "./lib/procfs.ts";
+export { CA, pin, type Proxy, startProxy } from "./lib/process.ts";
+
 /**
  * A small cache (full after a few seconds, so later memory growth is not the cache filling) whose
  * entries expire every 10 s, so repeated names go through prefetch and, while the upstream is
