@@ -27,6 +27,7 @@
  *
  * Exit code: 0 pass, 1 a check failed (lost queries outside the down windows, RSS peak growth above
  * 20% after warm-up in runs of 30 s or more, dotproxy crashed or did not stop cleanly), 2 usage.
+ *
  * The pieces live in bench/lib/ (shared with bench/flood.ts); the report in
  * bench/lib/soak_report.ts.
  */
