@@ -34,36 +34,22 @@
  */
 import { buildQuery } from "../tests/helpers/dns_client.ts";
 import { findTool, freePort, startUnbound, type Unbound } from "../tests/helpers/unbound.ts";
+import { numArg, sleep, startWatchdog } from "./lib/cli.ts";
+import { drain, newRec, type Rec, receiveEach, UdpDns } from "./lib/clients.ts";
+import { garbage, GARBAGE_KINDS, metaQuery } from "./lib/garbage.ts";
+import { Pacer, type Tally, tally } from "./lib/load.ts";
 import {
   cpuLine,
   CpuMeter,
-  garbage,
-  GARBAGE_KINDS,
-  lines,
-  LOST_AFTER_MS,
-  ms,
-  n,
-  newRec,
-  numArg,
-  pct,
-  pin,
+  loopbackKey,
   procSnapshot,
-  type Proxy,
-  quantile,
-  type Rec,
-  ROOT,
-  type Sample,
-  scrape,
-  startProxy,
-  summarizeLog,
-  tally,
-  total,
-  UdpDns,
   udpDrops,
   waitForQuiet,
-} from "./soak.ts";
+} from "./lib/procfs.ts";
+import { type Child, pin, type Proxy, ROOT, spawnChild, startProxy } from "./lib/process.ts";
+import { ms, n, pct, quantile, summarizeLog } from "./lib/report.ts";
+import { lines, type Sample, scrape, total } from "./lib/scrape.ts";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const FLOODER = "127.0.0.2";
 const GOOD_BASE = 3; // good clients are 127.0.0.3, 127.0.0.4, ...
 const RATE_LIMIT_TOML =
@@ -85,18 +71,6 @@ interface SenderReport {
 
 /** What a sender sends: see `sender`. */
 type Mix = "mixed" | "garbage" | "meta";
-
-/**
- * A query for a fresh name whose QTYPE is a meta-type (RFC 6895 §3.1): OPT (41) or one in
- * 128-248. Well-formed, but unbound answers such queries FORMERR.
- */
-export function metaQuery(i: number, tag: string): Uint8Array {
-  const q = buildQuery(`m${i}-${tag}.meta.test.`, "A", i & 0xffff);
-  const qtype = i % 4 === 0 ? 41 : 128 + (i % 121);
-  q[q.length - 4] = qtype >> 8;
-  q[q.length - 3] = qtype & 0xff;
-  return q;
-}
 
 /**
  * Sends datagrams from `bind` to 127.0.0.1:`port` for `seconds`, up to 64 sends in flight, at
@@ -124,23 +98,14 @@ async function sender(args: string[]): Promise<number> {
   const sock = Deno.listenDatagram({ transport: "udp", hostname: bind, port: 0 });
   const to: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port };
   const r: SenderReport = { sent: 0, seconds: 0, replies: 0, tc: 0, rcodes: {}, sendErrors: 0 };
-  const receiving = (async () => {
-    const buf = new Uint8Array(65536);
-    for (;;) {
-      let d: Uint8Array;
-      try {
-        [d] = await sock.receive(buf);
-      } catch {
-        return;
-      }
-      r.replies++;
-      if (d.length >= 4) {
-        if (d[2] & 0x02) r.tc++;
-        const rc = String(d[3] & 0x0f);
-        r.rcodes[rc] = (r.rcodes[rc] ?? 0) + 1;
-      }
+  const receiving = receiveEach(sock, (d) => {
+    r.replies++;
+    if (d.length >= 4) {
+      if (d[2] & 0x02) r.tc++;
+      const rc = String(d[3] & 0x0f);
+      r.rcodes[rc] = (r.rcodes[rc] ?? 0) + 1;
     }
-  })();
+  });
   const onErr = () => r.sendErrors++;
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
@@ -161,41 +126,23 @@ async function sender(args: string[]): Promise<number> {
   return 0;
 }
 
-/** Starts a sender child on CPU 1 (inherited); resolves with its report when it ends. */
-function spawnSender(
-  port: number,
-  seconds: number,
-  pps: number,
-  mix: Mix,
-): { pid: number; done: Promise<SenderReport>; kill(): void } {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      `--allow-net=127.0.0.1,${FLOODER}`,
-      new URL(import.meta.url).pathname,
-      "--sender",
-      ...["--bind", FLOODER, "--port", String(port), "--seconds", String(seconds)],
-      ...["--pps", String(pps), "--mix", mix],
-    ],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const done = child.output().then((o) => {
-    const out = new TextDecoder().decode(o.stdout).trim().split("\n").pop() ?? "";
+/** Starts a sender child on CPU 1 (inherited); its report comes when it ends. */
+function spawnSender(port: number, seconds: number, pps: number, mix: Mix): Child<SenderReport> {
+  const args = [
+    "run",
+    `--allow-net=127.0.0.1,${FLOODER}`,
+    new URL(import.meta.url).pathname,
+    "--sender",
+    ...["--bind", FLOODER, "--port", String(port), "--seconds", String(seconds)],
+    ...["--pps", String(pps), "--mix", mix],
+  ];
+  return spawnChild(Deno.execPath(), args, (stdout, stderr) => {
     try {
-      return JSON.parse(out) as SenderReport;
+      return JSON.parse(stdout.trim().split("\n").pop() ?? "") as SenderReport;
     } catch {
-      throw new Error(`sender failed: ${new TextDecoder().decode(o.stderr)}`);
+      throw new Error(`sender failed: ${stderr}`);
     }
-  });
-  const kill = () => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-  };
-  return { pid: child.pid, done, kill };
+  }, ROOT);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -209,25 +156,19 @@ interface DnsperfReport {
   rcodes: string;
 }
 
-/** Runs dnsperf from FLOODER for `seconds` over `names`; resolves with its statistics. */
+/** Runs dnsperf from FLOODER for `seconds` over `names`; its statistics come when it ends. */
 function spawnDnsperf(
   bin: string,
   port: number,
   names: string,
   seconds: number,
   outstanding: number,
-): { pid: number; done: Promise<DnsperfReport>; kill(): void } {
-  const child = new Deno.Command(bin, {
-    args: [
-      ...["-s", "127.0.0.1", "-p", String(port), "-a", FLOODER, "-d", names],
-      ...["-c", "20", "-q", String(outstanding), "-l", String(seconds), "-t", "5"],
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const done = child.output().then((o) => {
-    const text = new TextDecoder().decode(o.stdout);
+): Child<DnsperfReport> {
+  const args = [
+    ...["-s", "127.0.0.1", "-p", String(port), "-a", FLOODER, "-d", names],
+    ...["-c", "20", "-q", String(outstanding), "-l", String(seconds), "-t", "5"],
+  ];
+  return spawnChild(bin, args, (text, stderr) => {
     const num = (re: RegExp) => Number(text.match(re)?.[1] ?? NaN);
     const r = {
       sent: num(/Queries sent:\s+(\d+)/),
@@ -236,17 +177,9 @@ function spawnDnsperf(
       qps: num(/Queries per second:\s+([\d.]+)/),
       rcodes: text.match(/Response codes:\s+(.*)/)?.[1] ?? "",
     };
-    if (Number.isNaN(r.sent)) {
-      throw new Error(`dnsperf failed: ${text}${new TextDecoder().decode(o.stderr)}`);
-    }
+    if (Number.isNaN(r.sent)) throw new Error(`dnsperf failed: ${text}${stderr}`);
     return r;
   });
-  const kill = () => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-  };
-  return { pid: child.pid, done, kill };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -317,11 +250,8 @@ interface RunOptions {
 }
 
 /** A running flooder: its pid and, when it ends, a row for the report. */
-interface Flooder {
-  pid: number;
+interface Flooder extends Child<{ sent: number; row: string; note: string }> {
   label: string;
-  done: Promise<{ sent: number; row: string; note: string }>;
-  kill(): void;
 }
 
 function startDnsperf(o: RunOptions, port: number, names: string): Flooder {
@@ -364,7 +294,6 @@ function startSender(o: RunOptions, port: number, mix: Mix, pps = o.floodPps): F
 
 /** Runs one phase and prints its report; true if the good client got ≥ 99% answered. */
 async function phase(spec: PhaseSpec, o: RunOptions): Promise<boolean> {
-  const { seconds, goodQps, goodClients } = o;
   console.log(`\n## ${spec.title}\n`);
   const waited = await waitForQuiet(o.quietWait);
   console.log(`(waited ${waited.toFixed(0)} s for other processes to be quiet)\n`);
@@ -386,11 +315,10 @@ async function phase(spec: PhaseSpec, o: RunOptions): Promise<boolean> {
     proxy.cli.child.status.then((s) => crashed = s.code);
 
     // Warm the good client's repeated names (from 127.0.0.1, so no good address's budget).
-    const tag = Math.random().toString(36).slice(2, 8);
     const warm = new UdpDns("127.0.0.1", proxy.dns);
     for (let i = 0; i < 100; i++) await warm.ask(`r${i}.good.test.`, 1000);
     warm.close();
-    for (let k = 0; k < goodClients; k++) {
+    for (let k = 0; k < o.goodClients; k++) {
       good.push(new UdpDns(`127.0.0.${GOOD_BASE + k}`, proxy.dns));
     }
     const before = await scrape(proxy.adminPort);
@@ -417,96 +345,21 @@ async function phase(spec: PhaseSpec, o: RunOptions): Promise<boolean> {
       rssMax = Math.max(rssMax, snap.rssKiB || 0);
     }, 1000);
 
-    // The good client: half repeated names (cache), half unique ones (upstream).
-    const recs: Rec[] = [];
-    const t0 = performance.now();
-    let sent = 0;
-    await new Promise<void>((resolve) => {
-      const tick = setInterval(() => {
-        const t = performance.now() - t0;
-        if (t >= seconds * 1000 || crashed !== null) {
-          clearInterval(tick);
-          resolve();
-          return;
-        }
-        for (; sent < (goodQps * t) / 1000; sent++) {
-          const repeat = sent % 2 === 0;
-          const name = repeat ? `r${(sent >> 1) % 100}.good.test.` : `u${sent}-${tag}.good.test.`;
-          const rec = newRec(t0, repeat ? "repeated" : "unique");
-          recs.push(rec);
-          good[sent % goodClients].send(name, rec);
-        }
-        for (const g of good) g.sweep();
-      }, 5);
-    });
+    const recs = await runGoodClient(o, good, () => crashed !== null);
     clearInterval(sampler);
     cpu.sample(await procSnapshot(pid));
     const flooded = await Promise.all(floods.map((f) => f.done));
-    const until = performance.now() + LOST_AFTER_MS + 200;
-    while (performance.now() < until && good.some((g) => g.inFlight > 0)) {
-      await sleep(100);
-      for (const g of good) g.sweep();
-    }
-    for (const g of good) g.sweep(performance.now() + LOST_AFTER_MS);
+    await drain(good, 200);
     const after = await scrape(proxy.adminPort).catch(() => [] as Sample[]);
     const drops = await udpDrops();
-    const dropped = (addr: string) => (drops.get(addr) ?? 0) - (drops0.get(addr) ?? 0);
+    const dropped = (key: string) => (drops.get(key) ?? 0) - (drops0.get(key) ?? 0);
     const proxyDrops = dropped(`127.0.0.1:${proxy.dns.port}`);
-    const goodDrops = good.reduce((a, g) => {
-      const { hostname, port } = g.sock.addr as Deno.NetAddr;
-      return a + dropped(`${hostname}:${port}`);
-    }, 0);
+    const goodDrops = good.reduce((a, g) => a + dropped(loopbackKey(g.sock)), 0);
 
     // ---- Report
-    const floodSent = flooded.reduce((a, f) => a + f.sent, 0);
-    const delta = (name: string, match: Record<string, string> = {}) =>
-      total(after, name, match) - total(before, name, match);
     const all = tally(recs);
-    console.log("| flooder (from 127.0.0.2) | sent | rate (/s) | replies it read |");
-    console.log("| --- | ---: | ---: | ---: |");
-    for (const f of flooded) console.log(f.row);
-    // Every datagram dotproxy reads is either answered (dotproxy_queries_total) or dropped
-    // (dotproxy_dropped_queries_total); the good client's share is taken out of the first.
-    const answered = delta("dotproxy_queries_total", { protocol: "udp" }) - all.sent + all.lost;
-    const dropName = "dotproxy_dropped_queries_total";
-    const droppedByProxy = delta(dropName, { protocol: "udp" });
-    const read = answered + droppedByProxy;
-    // Each reason dotproxy reports, so a reason added later shows up here without a change.
-    const dropReasons = [
-      ...new Set(after.filter((x) => x.name === dropName).map((x) => x.labels.reason)),
-    ]
-      .map((reason) => ({ reason, v: delta(dropName, { protocol: "udp", reason }) }))
-      .filter(({ v }) => v !== 0)
-      .map(({ reason, v }) => `${reason} ${n(v)}`);
-    console.log(
-      `\nFlood: ${n(floodSent)} datagrams in ${seconds} s (${n(floodSent / seconds)}/s). ` +
-        `dotproxy read ${n(read)} of them (${n(read / seconds)}/s): answered ${n(answered)} ` +
-        `(rate limit: ${
-          n(delta("dotproxy_rate_limited_total", { protocol: "udp" }))
-        } turned away — TC=1 or nothing), dropped ${n(droppedByProxy)} (${
-          dropReasons.join(", ") || "none"
-        }). No answer at all: ${n(floodSent - answered)} (${
-          pct(floodSent - answered, floodSent)
-        }). The kernel dropped ${n(proxyDrops)} datagrams at dotproxy's full receive buffer ` +
-        `(the good client's included). ${flooded.map((f) => f.note).join("; ")}`,
-    );
-
-    const okShare = all.noerror / Math.max(1, all.sent);
-    console.log(
-      `\n| good client (${goodClients} × ${n(goodQps / goodClients)} qps from ` +
-        `127.0.0.${GOOD_BASE}-${GOOD_BASE + goodClients - 1}) | sent | NOERROR | TC=1 | ` +
-        "SERVFAIL | other | lost | p50 ms | p99 ms |",
-    );
-    console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    const row = (label: string, t: ReturnType<typeof tally>) =>
-      console.log(
-        `| ${label} | ${n(t.sent)} | ${n(t.noerror)} (${pct(t.noerror, t.sent)}) | ${n(t.tc)} | ` +
-          `${n(t.servfail)} | ${n(t.other)} | ${n(t.lost)} | ${ms(quantile(t.lat, 0.5))} | ` +
-          `${ms(quantile(t.lat, 0.99))} |`,
-      );
-    row("all", all);
-    for (const cls of ["repeated", "unique"]) row(cls, tally(recs.filter((r) => r.cls === cls)));
-
+    printFlood(o, flooded, before, after, all, proxyDrops);
+    printGoodClient(o, recs, all);
     console.log(
       `\nUDP datagrams dropped by the kernel at a full receive buffer: dotproxy's socket ` +
         `${n(proxyDrops)}, the good client's sockets ${n(goodDrops)}`,
@@ -528,7 +381,7 @@ async function phase(spec: PhaseSpec, o: RunOptions): Promise<boolean> {
       if (l.length) console.log(l.join("\n"));
     }
 
-    let pass = okShare >= 0.99;
+    let pass = all.noerror / Math.max(1, all.sent) >= 0.99;
     if (!pass) {
       console.log(`FAIL: the good client got ${pct(all.noerror, all.sent)} answered (< 99%)`);
     }
@@ -556,6 +409,102 @@ async function phase(spec: PhaseSpec, o: RunOptions): Promise<boolean> {
     await cleanup();
     o.cleanups.delete(cleanup);
   }
+}
+
+/**
+ * The good client: half repeated names (cache), half unique ones (upstream), at `goodQps` over
+ * the good addresses in turn, every 5 ms sending what is due (catch-up pacing), until the
+ * phase's time is up or `stopped()`.
+ */
+async function runGoodClient(o: RunOptions, good: UdpDns[], stopped: () => boolean) {
+  const tag = Math.random().toString(36).slice(2, 8);
+  const recs: Rec[] = [];
+  const pace = new Pacer(o.goodQps, Infinity);
+  const t0 = performance.now();
+  let sent = 0;
+  await new Promise<void>((resolve) => {
+    const tick = setInterval(() => {
+      const t = performance.now() - t0;
+      if (t >= o.seconds * 1000 || stopped()) {
+        clearInterval(tick);
+        resolve();
+        return;
+      }
+      for (let k = pace.due(t / 1000); k > 0; k--, sent++) {
+        const repeat = sent % 2 === 0;
+        const name = repeat ? `r${(sent >> 1) % 100}.good.test.` : `u${sent}-${tag}.good.test.`;
+        const rec = newRec(t0, repeat ? "repeated" : "unique");
+        recs.push(rec);
+        good[sent % o.goodClients].send(name, rec);
+      }
+      for (const g of good) g.sweep();
+    }, 5);
+  });
+  return recs;
+}
+
+/**
+ * The flooders' table and what became of the flood: every datagram dotproxy reads is either
+ * answered (dotproxy_queries_total) or dropped (dotproxy_dropped_queries_total); the good
+ * client's share (`good`) is taken out of the first.
+ */
+function printFlood(
+  o: RunOptions,
+  flooded: Awaited<Flooder["done"]>[],
+  before: Sample[],
+  after: Sample[],
+  good: Tally,
+  proxyDrops: number,
+): void {
+  const { seconds } = o;
+  const floodSent = flooded.reduce((a, f) => a + f.sent, 0);
+  const delta = (name: string, match: Record<string, string> = {}) =>
+    total(after, name, match) - total(before, name, match);
+  console.log("| flooder (from 127.0.0.2) | sent | rate (/s) | replies it read |");
+  console.log("| --- | ---: | ---: | ---: |");
+  for (const f of flooded) console.log(f.row);
+  const answered = delta("dotproxy_queries_total", { protocol: "udp" }) - good.sent + good.lost;
+  const dropName = "dotproxy_dropped_queries_total";
+  const droppedByProxy = delta(dropName, { protocol: "udp" });
+  const read = answered + droppedByProxy;
+  // Each reason dotproxy reports, so a reason added later shows up here without a change.
+  const dropReasons = [
+    ...new Set(after.filter((x) => x.name === dropName).map((x) => x.labels.reason)),
+  ]
+    .map((reason) => ({ reason, v: delta(dropName, { protocol: "udp", reason }) }))
+    .filter(({ v }) => v !== 0)
+    .map(({ reason, v }) => `${reason} ${n(v)}`);
+  console.log(
+    `\nFlood: ${n(floodSent)} datagrams in ${seconds} s (${n(floodSent / seconds)}/s). ` +
+      `dotproxy read ${n(read)} of them (${n(read / seconds)}/s): answered ${n(answered)} ` +
+      `(rate limit: ${
+        n(delta("dotproxy_rate_limited_total", { protocol: "udp" }))
+      } turned away — TC=1 or nothing), dropped ${n(droppedByProxy)} (${
+        dropReasons.join(", ") || "none"
+      }). No answer at all: ${n(floodSent - answered)} (${
+        pct(floodSent - answered, floodSent)
+      }). The kernel dropped ${n(proxyDrops)} datagrams at dotproxy's full receive buffer ` +
+      `(the good client's included). ${flooded.map((f) => f.note).join("; ")}`,
+  );
+}
+
+/** The good client's table: all its queries, then repeated and unique names. */
+function printGoodClient(o: RunOptions, recs: Rec[], all: Tally): void {
+  const { goodQps, goodClients } = o;
+  console.log(
+    `\n| good client (${goodClients} × ${n(goodQps / goodClients)} qps from ` +
+      `127.0.0.${GOOD_BASE}-${GOOD_BASE + goodClients - 1}) | sent | NOERROR | TC=1 | ` +
+      "SERVFAIL | other | lost | p50 ms | p99 ms |",
+  );
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  const row = (label: string, t: Tally) =>
+    console.log(
+      `| ${label} | ${n(t.sent)} | ${n(t.noerror)} (${pct(t.noerror, t.sent)}) | ${n(t.tc)} | ` +
+        `${n(t.servfail)} | ${n(t.other)} | ${n(t.lost)} | ${ms(quantile(t.lat, 0.5))} | ` +
+        `${ms(quantile(t.lat, 0.99))} |`,
+    );
+  row("all", all);
+  for (const cls of ["repeated", "unique"]) row(cls, tally(recs.filter((r) => r.cls === cls)));
 }
 
 async function flood(args: string[]): Promise<number> {
@@ -592,12 +541,10 @@ async function flood(args: string[]): Promise<number> {
   const unbound: Unbound = await startUnbound({ port: upstreamPort });
   const cleanups = new Set<() => unknown>();
   const budget = phases.length * (seconds + quietWait + 90) + 60;
-  const watchdog = setTimeout(async () => {
-    console.error("flood: watchdog fired, stopping everything");
+  const cancelWatchdog = startWatchdog("flood", budget, async () => {
     for (const c of cleanups) await Promise.resolve().then(c).catch(() => {});
     await unbound.stop();
-    Deno.exit(1);
-  }, budget * 1000);
+  });
   const o: RunOptions = {
     ...{ upstreamPort, seconds, goodQps, goodClients, floodPps, outstanding, dnsperfBin },
     ...{ pinned, quietWait, cleanups, upstreamLog: () => unbound.log() },
@@ -607,7 +554,7 @@ async function flood(args: string[]): Promise<number> {
     for (const p of phases) results.push(`${p.id} ${(await phase(p, o)) ? "PASS" : "FAIL"}`);
   } finally {
     await unbound.stop();
-    clearTimeout(watchdog);
+    cancelWatchdog();
   }
   const pass = results.every((r) => r.endsWith("PASS"));
   console.log(`\nflood: ${pass ? "PASS" : "FAIL"} (${results.join(", ")})`);

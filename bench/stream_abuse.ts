@@ -26,7 +26,8 @@ import { buildQuery, frame, TcpDnsClient } from "../tests/helpers/dns_client.ts"
 import { startFakePlain } from "../tests/helpers/fake_plain.ts";
 import { type RunningProxy, spawnCli } from "../tests/helpers/process.ts";
 import { freePort } from "../tests/helpers/unbound.ts";
-import { CA, procSnapshot } from "./soak.ts";
+import { procSnapshot } from "./lib/procfs.ts";
+import { CA } from "./lib/process.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const NAME = "big.abuse.test";

@@ -20,7 +20,9 @@
  */
 import { startFakeDot } from "../tests/helpers/fake_dot.ts";
 import { buildQuery } from "../tests/helpers/dns_client.ts";
-import { numArg, pin, type Proxy, startProxy, udpDrops, udpRcvbufErrors } from "./soak.ts";
+import { numArg } from "./lib/cli.ts";
+import { udpDrops, udpRcvbufErrors } from "./lib/procfs.ts";
+import { pin, type Proxy, startProxy } from "./lib/process.ts";
 
 /** Per-round outcome. */
 interface Round {

@@ -5,15 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { freeUdpPort, spawnCli } from "./helpers/process.ts";
-import { findTool, haveTool, requireTool, startUnbound, UNBOUND_A } from "./helpers/unbound.ts";
+import { toolTest } from "./helpers/tools.ts";
+import { startUnbound, UNBOUND_A } from "./helpers/unbound.ts";
 
-const TOOLS = ["unbound", "dig", "nslookup"];
 const CA = new URL("./fixtures/ca.pem", import.meta.url).pathname;
-const missing = (await Promise.all(TOOLS.map(haveTool))).some((have) => !have);
 
-async function run(tool: string, args: string[]): Promise<string> {
-  const bin = await findTool(tool);
-  const out = await new Deno.Command(bin!, {
+async function run(bin: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(bin, {
     args,
     stdin: "null",
     stdout: "piped",
@@ -24,11 +22,10 @@ async function run(tool: string, args: string[]): Promise<string> {
   return text;
 }
 
-Deno.test({
+await toolTest({
   name: "dig and nslookup get unbound's answers through dotproxy over UDP and TCP",
-  ignore: missing && Deno.env.get("CI") !== "true",
-  async fn() {
-    for (const t of TOOLS) assert.ok(await requireTool(t), `${t} is required`);
+  tools: ["unbound", "dig", "nslookup"],
+  async fn({ dig, nslookup }) {
     const unbound = await startUnbound();
     const port = freeUdpPort();
     const config = await Deno.makeTempFile({ dir: "/tmp", suffix: ".toml" });
@@ -43,30 +40,30 @@ Deno.test({
       const at = ["@127.0.0.1", "-p", String(port), "+time=5", "+tries=1"];
 
       assert.equal(
-        (await run("dig", [...at, "+short", "www.example.test", "A"])).trim(),
+        (await run(dig, [...at, "+short", "www.example.test", "A"])).trim(),
         UNBOUND_A,
       );
       assert.equal(
-        (await run("dig", [...at, "+short", "+tcp", "MiXeD.example.test", "AAAA"])).trim(),
+        (await run(dig, [...at, "+short", "+tcp", "MiXeD.example.test", "AAAA"])).trim(),
         "2001:db8::53",
       );
 
       // 0x20: the answer echoes the client's spelling.
-      const mixed = await run("dig", [...at, "+noall", "+question", "MiXeD.example.test"]);
+      const mixed = await run(dig, [...at, "+noall", "+question", "MiXeD.example.test"]);
       assert.match(mixed, /;MiXeD\.example\.test\./);
 
       // A ~3 KB answer: truncated over UDP (dig +ignore shows TC), complete when dig retries on TCP.
-      const truncated = await run("dig", [...at, "+ignore", "+bufsize=1232", "large.test", "TXT"]);
+      const truncated = await run(dig, [...at, "+ignore", "+bufsize=1232", "large.test", "TXT"]);
       assert.match(truncated, /flags:[^;]* tc/);
-      const full = await run("dig", [...at, "+bufsize=1232", "large.test", "TXT"]);
+      const full = await run(dig, [...at, "+bufsize=1232", "large.test", "TXT"]);
       assert.match(full, /ANSWER: 12,/);
       assert.doesNotMatch(full, /flags:[^;]* tc/);
 
-      const ns = await run("nslookup", [`-port=${port}`, "host.example.test", "127.0.0.1"]);
+      const ns = await run(nslookup, [`-port=${port}`, "host.example.test", "127.0.0.1"]);
       assert.match(ns, new RegExp(`Address: ${UNBOUND_A.replaceAll(".", "\\.")}`));
 
       // unbound refuses names outside its zone; the rcode is passed through unchanged.
-      assert.match(await run("dig", [...at, "example.com"]), /status: REFUSED/);
+      assert.match(await run(dig, [...at, "example.com"]), /status: REFUSED/);
     } finally {
       await proxy.stop();
       await unbound.stop();

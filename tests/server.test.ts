@@ -8,6 +8,7 @@ import { Buffer } from "node:buffer";
 import { buildQuery, frame, parse, TcpDnsClient, udpQuery } from "./helpers/dns_client.ts";
 import { expectedAddress, type FakeDot, startFakeDot } from "./helpers/fake_dot.ts";
 import { startProxy, type TestProxy } from "./helpers/proxy.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 /** Runs `fn` with a proxy in front of the given fake upstreams, closing everything after. */
 async function withProxy(
@@ -344,16 +345,6 @@ function concat(parts: Uint8Array[]): Uint8Array {
     at += p.length;
   }
   return out;
-}
-
-/** Polls a condition across event-loop turns (no timers), for state changed by socket events. */
-async function waitFor(cond: () => boolean, turns = 10_000): Promise<void> {
-  for (let i = 0; i < turns && !cond(); i++) await new Promise((r) => queueMicrotask(() => r(0)));
-  if (!cond()) {
-    // Socket events need macrotask turns; yield to them without a timer.
-    for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setTimeout(r, 0));
-  }
-  assert.ok(cond(), "condition not reached");
 }
 
 Deno.test("queries reach a DoT upstream padded to 128 bytes, without the client's ECS or cookie", async () => {

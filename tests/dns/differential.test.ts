@@ -14,37 +14,7 @@ import {
   nameToString,
   readName,
 } from "../../lib/dns/wire.ts";
-
-/** xorshift32 with a fixed seed: the same messages on every run. */
-class Rng {
-  #s: number;
-  constructor(seed: number) {
-    this.#s = seed >>> 0 || 1;
-  }
-  u32(): number {
-    let s = this.#s;
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    this.#s = s >>> 0;
-    return this.#s;
-  }
-  /** Integer in [0, n). */
-  int(n: number): number {
-    return Math.floor((this.u32() / 4294967296) * n);
-  }
-  chance(p: number): boolean {
-    return this.u32() / 4294967296 < p;
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)];
-  }
-  bytes(n: number): Uint8Array {
-    const b = new Uint8Array(n);
-    for (let i = 0; i < n; i++) b[i] = this.int(256);
-    return b;
-  }
-}
+import { Rng } from "../helpers/rng.ts";
 
 const LABEL_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-";
 

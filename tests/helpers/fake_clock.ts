@@ -3,6 +3,7 @@
  * due time, inside `advance`, so timeouts, backoff and idle expiry are tested without sleeping.
  */
 import type { Cancel, Clock } from "../../lib/sys/clock.ts";
+import { Rng } from "./rng.ts";
 
 interface Timer {
   at: number;
@@ -58,16 +59,8 @@ export class FakeClock implements Clock {
   }
 }
 
-/** A deterministic Random for tests: a fixed-seed xorshift. */
+/** A deterministic Random for tests: the seeded generator of rng.ts behind lib/sys's interface. */
 export function seededRandom(seed = 0x2545f491): { uint16(): number; float(): number } {
-  let s = seed >>> 0 || 1;
-  const next = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-  return { uint16: () => next() & 0xffff, float: () => next() / 4294967296 };
+  const rng = new Rng(seed);
+  return { uint16: () => rng.u32() & 0xffff, float: () => rng.u32() / 4294967296 };
 }

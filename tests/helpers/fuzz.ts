@@ -1,44 +1,13 @@
 /**
- * Shared fuzzing tools: a seeded generator (so every failure reproduces from its seed), valid DNS
- * queries and responses built byte by byte (independent of lib/), and the mutations that find
- * parser bugs in practice: bit flips, byte insertions and deletions, truncation, inflated
+ * Shared fuzzing tools: the seed (so every failure reproduces from it; the generator is rng.ts),
+ * valid DNS queries and responses built byte by byte (independent of lib/), and the mutations
+ * that find parser bugs in practice: bit flips, byte insertions and deletions, truncation, inflated
  * section counts, injected compression pointers and corrupted label lengths.
  */
+import type { Rng } from "./rng.ts";
 
-/** xorshift32 with an explicit seed: the same inputs on every run with the same seed. */
-export class Rng {
-  #s: number;
-  constructor(readonly seed: number) {
-    this.#s = seed >>> 0 || 1;
-  }
-  u32(): number {
-    let s = this.#s;
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    this.#s = s >>> 0;
-    return this.#s;
-  }
-  /** Integer in [0, n). */
-  int(n: number): number {
-    return Math.floor((this.u32() / 4294967296) * n);
-  }
-  /** Integer in [lo, hi]. */
-  range(lo: number, hi: number): number {
-    return lo + this.int(hi - lo + 1);
-  }
-  chance(p: number): boolean {
-    return this.u32() / 4294967296 < p;
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)];
-  }
-  bytes(n: number): Uint8Array {
-    const b = new Uint8Array(n);
-    for (let i = 0; i < n; i++) b[i] = this.u32() & 0xff;
-    return b;
-  }
-}
+// The generator every function here takes, handed out with them.
+export { Rng } from "./rng.ts";
 
 /**
  * The seed to fuzz with: FUZZ_SEED from the environment (decimal or 0x hex) when set and

@@ -1,28 +1,13 @@
 import assert from "node:assert/strict";
 import { buildQuery, parse, TcpDnsClient } from "./dns_client.ts";
-import { requireTool, startUnbound, UNBOUND_A, UNBOUND_AAAA } from "./unbound.ts";
+import { toolTest } from "./tools.ts";
+import { startUnbound, UNBOUND_A, UNBOUND_AAAA } from "./unbound.ts";
 
 const CA = await Deno.readTextFile(new URL("../fixtures/ca.pem", import.meta.url));
-const haveUnbound = await requireTool("unbound");
 
-Deno.test("requireTool: false for a missing tool outside CI, throws in CI", async () => {
-  const name = "no-such-tool-dotproxy";
-  const saved = Deno.env.get("CI");
-  try {
-    Deno.env.set("CI", "false");
-    assert.equal(await requireTool(name), false);
-    Deno.env.set("CI", "true");
-    await assert.rejects(requireTool(name), /not installed/);
-    assert.equal(await requireTool("sh"), true);
-  } finally {
-    if (saved === undefined) Deno.env.delete("CI");
-    else Deno.env.set("CI", saved);
-  }
-});
-
-Deno.test({
+await toolTest({
   name: "unbound answers DoT queries from local data only",
-  ignore: !haveUnbound,
+  tools: ["unbound"],
   fn: async () => {
     const unbound = await startUnbound();
     let client: TcpDnsClient | undefined;
@@ -59,9 +44,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "unbound rejects a client verifying another name",
-  ignore: !haveUnbound,
+  tools: ["unbound"],
   fn: async () => {
     const unbound = await startUnbound();
     try {

@@ -1,5 +1,5 @@
 /**
- * Real unbound as a local DNS-over-TLS upstream, plus helpers to gate tests on external tools.
+ * Real unbound as a local DNS-over-TLS upstream (tests gate on it with tools.ts's `toolTest`).
  *
  * The instance serves DoT only (TCP+TLS, no plain UDP) on 127.0.0.1 with fixtures/server.pem
  * and answers from local data alone:
@@ -7,6 +7,8 @@
  * - `large.test.`: 12 TXT records, ~3000 bytes in all (no A/AAAA: NOERROR, no answers);
  * - anything else: REFUSED. It never queries the internet.
  */
+
+import { findTool } from "./tools.ts";
 
 export interface Unbound {
   port: number;
@@ -21,40 +23,8 @@ export const UNBOUND_A = "192.0.2.53";
 export const UNBOUND_AAAA = "2001:db8::53";
 export const UNBOUND_LARGE_TXT_RECORDS = 12;
 
-/** Absolute path of the tool if it is on PATH (or in /usr/sbin, /sbin), else null. */
-export async function findTool(name: string): Promise<string | null> {
-  if (!/^[A-Za-z0-9._+-]+$/.test(name)) throw new Error(`bad tool name: ${name}`);
-  try {
-    const out = await new Deno.Command("sh", {
-      args: ["-c", 'PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$1"', "sh", name],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    const path = new TextDecoder().decode(out.stdout).trim();
-    return out.success && path.startsWith("/") ? path : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Whether the tool (e.g. "unbound", "dig", "kdig") is installed. */
-export async function haveTool(name: string): Promise<boolean> {
-  return (await findTool(name)) !== null;
-}
-
-/**
- * Gate for tests that need a real tool. True when it is installed. When it is missing: throws
- * if env CI is "true" (CI installs every tool, so a missing one must fail the run, not skip
- * tests), else returns false so the caller can set `ignore`.
- */
-export async function requireTool(name: string): Promise<boolean> {
-  if (await haveTool(name)) return true;
-  if (Deno.env.get("CI") === "true") {
-    throw new Error(`required tool "${name}" is not installed (CI=true: not skipping)`);
-  }
-  return false;
-}
+// The tool gate lives in tools.ts; these stay importable from here for existing tests.
+export { findTool, haveTool, requireTool } from "./tools.ts";
 
 /** A TCP port that was free a moment ago on `hostname` (bind 0, read it, close). */
 export function freePort(hostname = "127.0.0.1"): number {

@@ -11,7 +11,8 @@ import type { Query } from "../../lib/pipeline/pipeline.ts";
 import { buildQuery, parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 import { defaultAnswer, expectedAddress, readFixture } from "../helpers/fake_dot.ts";
-import { findTool, requireTool } from "../helpers/unbound.ts";
+import { findTool, toolTest } from "../helpers/tools.ts";
+import { waitFor as until } from "../helpers/wait.ts";
 
 const CA = await readFixture("ca.pem");
 const CERT = await readFixture("server.pem");
@@ -97,12 +98,6 @@ async function dnsAnswer(res: Response): Promise<dnsPacket.Packet> {
   assert.equal(res.status, 200, await res.clone().text());
   assert.equal(res.headers.get("content-type"), DNS_MESSAGE);
   return parse(new Uint8Array(await res.arrayBuffer()));
-}
-
-/** Yields to the event loop (no timers of any length) until `cond` holds. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setTimeout(r, 0));
-  assert.ok(cond(), `timed out waiting until ${what}`);
 }
 
 Deno.test("GET ?dns= is answered as application/dns-message, keeping the client's DNS ID", async () => {
@@ -444,11 +439,10 @@ async function run(bin: string, args: string[], stdin?: Uint8Array): Promise<Uin
   return out.stdout;
 }
 
-Deno.test({
+await toolTest({
   name: "curl GET and POST over HTTP/2 and HTTP/1.1 get answers from the DoH listener",
-  ignore: !CURL && Deno.env.get("CI") !== "true",
+  tools: ["curl"],
   async fn() {
-    assert.ok(await requireTool("curl"));
     await withDoh(fakeHandler().handle, {}, async (doh) => {
       const port = doh.listener.addr.port;
       const base = [
@@ -498,11 +492,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "dig +https gets answers from the DoH listener, verifying its certificate",
-  ignore: !DIG && Deno.env.get("CI") !== "true",
+  tools: ["dig"],
   async fn() {
-    assert.ok(await requireTool("dig"));
     await withDoh(fakeHandler().handle, {}, async (doh) => {
       const out = await run(DIG!, [
         "@127.0.0.1",
@@ -522,11 +515,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "kdig +https gets answers from the DoH listener, verifying its certificate",
-  ignore: !KDIG && Deno.env.get("CI") !== "true",
+  tools: ["kdig"],
   async fn() {
-    assert.ok(await requireTool("kdig"));
     await withDoh(fakeHandler().handle, {}, async (doh) => {
       const out = await run(KDIG!, [
         "@127.0.0.1",

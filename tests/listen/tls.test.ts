@@ -17,7 +17,8 @@ import { startServer } from "../../lib/server.ts";
 import { cryptoRandom } from "../../lib/sys/random.ts";
 import { startFakeDot } from "../helpers/fake_dot.ts";
 import { testConfig } from "../helpers/proxy.ts";
-import { findTool, requireTool } from "../helpers/unbound.ts";
+import { findTool, toolTest } from "../helpers/tools.ts";
+import { waitFor as until } from "../helpers/wait.ts";
 
 const CA = await readFixture("ca.pem");
 const CERT = await readFixture("server.pem");
@@ -77,12 +78,6 @@ async function withDot(
 
 function connect(dot: TlsListener, serverName = "dns.test"): Promise<TcpDnsClient> {
   return TcpDnsClient.connect(dot.addr, { tls: { caCerts: [CA], serverName } });
-}
-
-/** Yields to the event loop (no timers of any length) until `cond` holds. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setTimeout(r, 0));
-  assert.ok(cond(), `timed out waiting until ${what}`);
 }
 
 Deno.test("pipelined queries on one DoT connection are all answered, in completion order", async () => {
@@ -328,11 +323,10 @@ async function run(bin: string, args: string[]): Promise<string> {
   return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
 }
 
-Deno.test({
+await toolTest({
   name: "kdig +tls gets answers from the DoT listener, verifying its certificate",
-  ignore: !KDIG && Deno.env.get("CI") !== "true",
+  tools: ["kdig"],
   async fn() {
-    assert.ok(await requireTool("kdig"));
     await withDot(fakeHandler().handle, async (dot) => {
       const out = await run(KDIG!, [
         `@127.0.0.1`,
@@ -351,11 +345,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "dig +tls gets answers from the DoT listener, verifying its certificate",
-  ignore: !DIG && Deno.env.get("CI") !== "true",
+  tools: ["dig"],
   async fn() {
-    assert.ok(await requireTool("dig"));
     await withDot(fakeHandler().handle, async (dot) => {
       const out = await run(DIG!, [
         `@127.0.0.1`,

@@ -4,35 +4,17 @@
  * between bootstrap servers, all on the fake clock.
  */
 import assert from "node:assert/strict";
-import type dnsPacket from "dns-packet";
-import { Bootstrap, type BootstrapOptions } from "../../lib/upstream/bootstrap.ts";
-import { cryptoRandom } from "../../lib/sys/random.ts";
+import {
+  type BootstrapRecords,
+  bootstrapResolver,
+  startBootstrapServer,
+} from "../helpers/fake_bootstrap.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
-import { type FakePlain, startFakePlain } from "../helpers/fake_plain.ts";
+import { startFakePlain } from "../helpers/fake_plain.ts";
 
 /** A bootstrap server that knows one name: A and AAAA records with the given TTL. */
-function server(records: { a?: string[]; aaaa?: string[]; ttl?: number }) {
-  return startFakePlain({
-    answerFor: (q) => {
-      const { name, type } = q.questions![0];
-      if (name.toLowerCase() !== "dns.example") return { rcode: "NXDOMAIN", answers: [] };
-      const data = type === "A" ? records.a ?? [] : type === "AAAA" ? records.aaaa ?? [] : [];
-      return {
-        answers: data.map((d) => ({
-          name,
-          type,
-          class: "IN",
-          ttl: records.ttl ?? 300,
-          data: d,
-        })) as dnsPacket.Answer[],
-      };
-    },
-  });
-}
-
-function bootstrap(clock: FakeClock, servers: FakePlain[], extra: Partial<BootstrapOptions> = {}) {
-  return new Bootstrap({ servers, clock, random: cryptoRandom(), timeoutMs: 2000, ...extra });
-}
+const server = (records: BootstrapRecords) => startBootstrapServer(records, "dns.example");
+const bootstrap = bootstrapResolver;
 
 Deno.test("a hostname resolves to its A and AAAA addresses, IPv4 first", async () => {
   const s = server({ a: ["192.0.2.1", "192.0.2.2"], aaaa: ["2001:db8::53"] });

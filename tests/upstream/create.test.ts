@@ -1,7 +1,6 @@
 /** createUpstream: one call per configured upstream picks the transport and its EDNS policy. */
 import assert from "node:assert/strict";
 import { OptionCode, QUERY_PADDING_BLOCK } from "../../lib/dns/edns.ts";
-import { Bootstrap } from "../../lib/upstream/bootstrap.ts";
 import { createUpstream, type UpstreamDeps } from "../../lib/upstream/create.ts";
 import { DohUpstream } from "../../lib/upstream/doh_upstream.ts";
 import { StreamUpstream } from "../../lib/upstream/stream_upstream.ts";
@@ -9,6 +8,7 @@ import { UdpUpstream } from "../../lib/upstream/udp_upstream.ts";
 import { DEFAULT_FORWARDING } from "../../lib/config/schema.ts";
 import { cryptoRandom } from "../../lib/sys/random.ts";
 import { buildQuery } from "../helpers/dns_client.ts";
+import { bootstrapResolver, startBootstrapServer } from "../helpers/fake_bootstrap.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 import { expectedAddress, readFixture, startFakeDot } from "../helpers/fake_dot.ts";
 import { addressesIn, optionCodesOf, questionOf, startFakePlain } from "../helpers/fake_plain.ts";
@@ -69,19 +69,9 @@ Deno.test("combinations the config must reject are programmer errors", () => {
 
 Deno.test("a tls:// hostname upstream verifies the certificate for that hostname by default", async () => {
   const dot = await startFakeDot();
-  const boot = startFakePlain({
-    answerFor: (q) =>
-      q.questions?.[0].type === "A"
-        ? { answers: [{ name: "dns.test", type: "A", class: "IN", ttl: 300, data: "127.0.0.1" }] }
-        : { answers: [] },
-  });
+  const boot = startBootstrapServer({ a: ["127.0.0.1"] });
   const clock = new FakeClock();
-  const bootstrap = new Bootstrap({
-    servers: [boot],
-    clock,
-    random: cryptoRandom(),
-    timeoutMs: 2000,
-  });
+  const bootstrap = bootstrapResolver(clock, [boot]);
   const u = createUpstream(
     {
       url: `tls://dns.test:${dot.port}`,

@@ -5,14 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { OptionCode, QUERY_PADDING_BLOCK } from "../../lib/dns/edns.ts";
-import { Bootstrap } from "../../lib/upstream/bootstrap.ts";
 import { DohUpstream, type DohUpstreamOptions } from "../../lib/upstream/doh_upstream.ts";
 import { cryptoRandom } from "../../lib/sys/random.ts";
 import { buildQuery } from "../helpers/dns_client.ts";
+import { bootstrapResolver, startBootstrapServer } from "../helpers/fake_bootstrap.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 import { type DohBehaviour, type FakeDoh, startFakeDoh } from "../helpers/fake_doh.ts";
 import { expectedAddress, readFixture } from "../helpers/fake_dot.ts";
-import { addressesIn, optionCodesOf, questionOf, startFakePlain } from "../helpers/fake_plain.ts";
+import { addressesIn, optionCodesOf, questionOf } from "../helpers/fake_plain.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const CA = await readFixture("ca.pem");
 
@@ -144,10 +145,7 @@ Deno.test("a failing DoH upstream is probed and recovers", async () => {
     server.setBehaviour("answer");
     clock.advance(1200);
     await server.waitForRequests(2);
-    for (let i = 0; i < 2000 && !u.health.available(); i++) {
-      await new Promise((r) => setTimeout(r, 0));
-    }
-    assert.equal(u.health.available(), true);
+    await waitFor(() => u.health.available(), "the probe made the upstream available");
     assert.ok((await ask(u, clock, "y.doh.test")).ok);
   });
 });
@@ -170,19 +168,9 @@ Deno.test("closing a DoH upstream settles its outstanding queries as closed", as
 
 Deno.test("a DoH upstream given by hostname connects to its bootstrap address, verified for the name", async () => {
   const server = await startFakeDoh();
-  const boot = startFakePlain({
-    answerFor: (q) =>
-      q.questions?.[0].type === "A"
-        ? { answers: [{ name: "dns.test", type: "A", class: "IN", ttl: 300, data: "127.0.0.1" }] }
-        : { answers: [] },
-  });
+  const boot = startBootstrapServer({ a: ["127.0.0.1"] });
   const clock = new FakeClock();
-  const bootstrap = new Bootstrap({
-    servers: [boot],
-    clock,
-    random: cryptoRandom(),
-    timeoutMs: 2000,
-  });
+  const bootstrap = bootstrapResolver(clock, [boot]);
   const u = doh(clock, `https://dns.test:${server.port}/dns-query`, { resolver: bootstrap });
   try {
     for (const name of ["a.boot.test", "b.boot.test"]) {
@@ -203,14 +191,9 @@ Deno.test("a DoH upstream given by hostname connects to its bootstrap address, v
 
 Deno.test("a DoH hostname the bootstrap servers cannot resolve is a connect failure", async () => {
   const server = await startFakeDoh();
-  const boot = startFakePlain({ answerFor: () => ({ rcode: "NXDOMAIN", answers: [] }) });
+  const boot = startBootstrapServer({}, "other.test"); // dns.test: NXDOMAIN
   const clock = new FakeClock();
-  const bootstrap = new Bootstrap({
-    servers: [boot],
-    clock,
-    random: cryptoRandom(),
-    timeoutMs: 2000,
-  });
+  const bootstrap = bootstrapResolver(clock, [boot]);
   const u = doh(clock, `https://dns.test:${server.port}/dns-query`, { resolver: bootstrap });
   try {
     const r = await ask(u, clock, "nx.boot.test");

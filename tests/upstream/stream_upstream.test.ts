@@ -4,15 +4,16 @@
  */
 import assert from "node:assert/strict";
 import { OptionCode, QUERY_PADDING_BLOCK } from "../../lib/dns/edns.ts";
-import { Bootstrap } from "../../lib/upstream/bootstrap.ts";
 import { dialTcp } from "../../lib/upstream/dial.ts";
 import { StreamUpstream, type StreamUpstreamOptions } from "../../lib/upstream/stream_upstream.ts";
 import { KEEPALIVE_MARGIN_MS } from "../../lib/upstream/stream_connection.ts";
 import { cryptoRandom } from "../../lib/sys/random.ts";
 import { buildQuery } from "../helpers/dns_client.ts";
+import { bootstrapResolver, startBootstrapServer } from "../helpers/fake_bootstrap.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 import { expectedAddress, readFixture, startFakeDot } from "../helpers/fake_dot.ts";
 import { addressesIn, optionCodesOf, questionOf, startFakePlain } from "../helpers/fake_plain.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const IDLE_MS = 8000;
 
@@ -169,19 +170,9 @@ for (
 
 Deno.test("a DoT upstream given by hostname is dialled at its bootstrap address and verified for that name", async () => {
   const dot = await startFakeDot();
-  const boot = startFakePlain({
-    answerFor: (q) =>
-      q.questions?.[0].type === "A"
-        ? { answers: [{ name: "dns.test", type: "A", class: "IN", ttl: 300, data: "127.0.0.1" }] }
-        : { answers: [] },
-  });
+  const boot = startBootstrapServer({ a: ["127.0.0.1"] });
   const clock = new FakeClock();
-  const bootstrap = new Bootstrap({
-    servers: [boot],
-    clock,
-    random: cryptoRandom(),
-    timeoutMs: 2000,
-  });
+  const bootstrap = bootstrapResolver(clock, [boot]);
   const u = upstream(clock, {
     target: {
       hostname: "dns.test",
@@ -214,24 +205,9 @@ Deno.test("a DoT upstream given by hostname is dialled at its bootstrap address 
 
 Deno.test("when a resolved address refuses, the probe dials the next one and service recovers", async () => {
   const dot = await startFakeDot();
-  const boot = startFakePlain({
-    answerFor: (q) =>
-      q.questions?.[0].type === "A"
-        ? {
-          answers: [
-            { name: "dns.test", type: "A", class: "IN", ttl: 300, data: "127.0.0.2" },
-            { name: "dns.test", type: "A", class: "IN", ttl: 300, data: "127.0.0.1" },
-          ],
-        }
-        : { answers: [] },
-  });
+  const boot = startBootstrapServer({ a: ["127.0.0.2", "127.0.0.1"] });
   const clock = new FakeClock();
-  const bootstrap = new Bootstrap({
-    servers: [boot],
-    clock,
-    random: cryptoRandom(),
-    timeoutMs: 2000,
-  });
+  const bootstrap = bootstrapResolver(clock, [boot]);
   const u = upstream(clock, {
     target: {
       hostname: "dns.test",
@@ -247,10 +223,7 @@ Deno.test("when a resolved address refuses, the probe dials the next one and ser
     assert.equal(u.health.available(), false);
     clock.advance(1200); // the backoff ends: the probe dials the second address
     await dot.waitForQueries(1);
-    for (let i = 0; i < 100 && !u.health.available(); i++) {
-      await new Promise((r) => setTimeout(r, 0));
-    }
-    assert.equal(u.health.available(), true);
+    await waitFor(() => u.health.available(), "the probe made the upstream available");
     const r = await ask(u, clock, "second.test");
     assert.ok(r.ok);
   } finally {

@@ -18,6 +18,7 @@ import {
   questionOf,
   startFakePlain,
 } from "../helpers/fake_plain.ts";
+import { waitFor as until } from "../helpers/wait.ts";
 
 function udpUpstream(clock: FakeClock, server: FakePlain, extra: Partial<UdpUpstreamOptions> = {}) {
   return new UdpUpstream({
@@ -53,12 +54,6 @@ function tcpFallback(clock: FakeClock, server: FakePlain) {
 async function ask(u: UdpUpstream, clock: FakeClock, name: string, type = "A", budget = 2000) {
   const q = buildQuery(name, type);
   return await u.exchange(q, questionOf(q), clock.now() + budget);
-}
-
-/** Polls across event-loop turns (no fake time passes) for socket events to land. */
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 0));
-  assert.ok(cond(), "condition not reached");
 }
 
 Deno.test("a udp:// upstream answers from a random source port with its own random ID", async () => {
