@@ -21,6 +21,7 @@ COPY lib ./lib
 # --no-code-cache: a container's first run is its only run, and the cache would be written to
 # /tmp, which a read-only root filesystem does not allow.
 RUN deno compile --frozen --no-code-cache --allow-net --allow-read=/etc/dotproxy \
+      --allow-sys=networkInterfaces \
       --output /out/dotproxy main.ts
 
 # cap_net_bind_service as a file capability lets the non-root user bind port 53 where the

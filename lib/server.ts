@@ -9,11 +9,12 @@ import { routingSettings } from "./config/sections/routing.ts";
 import { restartNeeded } from "./config/reload.ts";
 import { type AdminServer, startAdmin } from "./admin/server.ts";
 import { listenHttps } from "./listen/https.ts";
+import { QueryGuard } from "./listen/guard.ts";
 import type { Listener } from "./listen/listener.ts";
 import type { StreamLimits } from "./listen/stream.ts";
 import { listenTcp } from "./listen/tcp.ts";
 import { listenTls } from "./listen/tls.ts";
-import { listenUdp } from "./listen/udp.ts";
+import { listenUdp, type WildcardOptions } from "./listen/udp.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import type { QueryLog } from "./metrics/query_log.ts";
 import {
@@ -120,6 +121,8 @@ function pipelineOptions(
       ? perPrefix(rl.errorsQps, Math.max(1, Math.ceil(2 * rl.errorsQps)))
       : null,
     anyQueries: config.policy.anyQueries,
+    nonRecursive: config.policy.nonRecursive,
+    chaosIdentity: config.policy.chaosIdentity || null,
     ecs: config.forwarding.ecs,
     metrics,
     queryLog,
@@ -189,6 +192,8 @@ function streamLimits(config: Config): StreamLimits {
     maxConnections: config.limits.tcpMaxConnections,
     maxConnectionsPerClient: config.limits.tcpMaxConnectionsPerClient,
     maxPipelined: config.limits.tcpMaxPipelined,
+    maxOutputBytes: config.limits.tcpMaxOutputBytes,
+    maxQueuedAnswers: config.limits.tcpMaxQueuedAnswers,
   };
 }
 
@@ -204,7 +209,12 @@ function bind(
   const common = { url: l.url, hostname: l.hostname, port: l.port, handle };
   switch (l.protocol) {
     case "udp":
-      return listenUdp(common);
+      return listenUdp({
+        ...common,
+        clock,
+        receiveConcurrency: config.limits.udpReceiveConcurrency,
+        wildcard: wildcardOptions(l, config),
+      });
     case "tcp":
       return listenTcp({ ...common, clock, limits: streamLimits(config) });
     case "tls":
@@ -228,6 +238,21 @@ function bind(
         queryTimeoutMs: config.server.queryTimeoutMs,
       });
   }
+}
+
+/**
+ * How a wildcard UDP listener shares its port with the other UDP listeners of the config: the
+ * addresses they bind are left to them, and "::" serves IPv6 only beside a 0.0.0.0 listener.
+ */
+function wildcardOptions(l: ListenerConfig, config: Config): WildcardOptions {
+  const others = config.listeners.filter((o) =>
+    o !== l && o.protocol === "udp" && o.port === l.port && o.port !== 0
+  );
+  return {
+    rescanIntervalMs: config.server.udpRescanIntervalMs,
+    ipv4: !others.some((o) => o.hostname === "0.0.0.0"),
+    exclude: others.map((o) => o.hostname),
+  };
 }
 
 /** Builds and starts everything; throws BindError (after closing what was opened) if a bind fails. */
@@ -288,15 +313,28 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     upstreams: () =>
       upstreams.members.map((u) => ({ name: u.name, ...u.stats(), up: u.health.available() })),
     queryLogDropped: queryLog ? () => queryLog.dropped : undefined,
+    connections: () =>
+      listeners.flatMap((l) => l.connections ? [{ listener: l.url, state: l.connections() }] : []),
   });
 
+  // An unexpected throw in the query path costs that query (SERVFAIL), never a listener.
+  const guard = new QueryGuard({
+    clock,
+    udpSize: config.server.udpMaxSize,
+    onFault: (transport) => metrics.internalError(transport),
+  });
   const listeners: Bound[] = [];
   const policies: ListenerPolicy[] = [];
   let admin: AdminServer | null = null;
   try {
     for (const l of config.listeners) {
       const i = policies.push(listenerPolicy(config, l)) - 1;
-      const bound = await bind(l, config, clock, (q) => pipeline.handle(q, policies[i]));
+      const bound = await bind(
+        l,
+        config,
+        clock,
+        guard.wrap((q) => pipeline.handle(q, policies[i])),
+      );
       listeners.push(bound);
       log.info("listening on {url}", { url: describe(bound) });
     }
@@ -351,6 +389,8 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
       }
     });
     config = next;
+    // Wildcard UDP listeners pick up addresses added to the host (and drop removed ones).
+    await Promise.all(listeners.map((l) => l.rescan?.()));
     await old.close();
     return skipped;
   };

@@ -54,6 +54,11 @@ export const ANY_QUERY_ACTIONS = ["rfc8482", "refuse", "forward"] as const;
 /** A [policy] any_queries action. */
 export type AnyQueryAction = typeof ANY_QUERY_ACTIONS[number];
 
+/** How queries without RD (non-recursive) are answered. */
+export const NON_RECURSIVE_ACTIONS = ["refuse", "forward"] as const;
+/** A [policy] non_recursive action. */
+export type NonRecursiveAction = typeof NON_RECURSIVE_ACTIONS[number];
+
 /** Where the query log goes. */
 export const QUERY_LOG_SINKS = ["stdout", "file", "syslog"] as const;
 /** A [query_log] sink. */

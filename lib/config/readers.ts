@@ -182,6 +182,20 @@ export function oneOf<T extends string>(allowed: readonly T[]): Reader<T> {
   };
 }
 
+/** A string of printable ASCII of at most `maxLength` bytes (e.g. a TXT character-string). */
+export function printableString(maxLength: number): Reader<string> {
+  return (v, path) => {
+    if (typeof v !== "string") throw new Invalid(path, v, `expected a string, got ${describe(v)}`);
+    if (!/^[\x20-\x7e]*$/.test(v)) {
+      throw new Invalid(path, v, "must be printable ASCII (no control or non-ASCII characters)");
+    }
+    if (v.length > maxLength) {
+      throw new Invalid(path, v, `must be at most ${maxLength} characters, got ${v.length}`);
+    }
+    return v;
+  };
+}
+
 /** A non-empty string; `hint` (an example) is shown when it is empty. */
 export function nonEmptyString(hint: string): Reader<string> {
   return (v, path) => {

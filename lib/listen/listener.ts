@@ -10,6 +10,31 @@ import type { Answer, Query } from "../pipeline/pipeline.ts";
  */
 export type Handler = (query: Query) => Answer | null | Promise<Answer | null>;
 
+/**
+ * Why a client connection was refused or closed before its client was done with it: the bounds of
+ * the stream listeners (TCP, DoT, DoH) at work. One list, so metrics labels stay bounded.
+ */
+export const CONNECTION_DROP_REASONS = [
+  "rejected",
+  "evicted_idle",
+  "evicted_stuck",
+  "read_timeout",
+  "output_full",
+  "write_timeout",
+] as const;
+/** One of {@link CONNECTION_DROP_REASONS}. */
+export type ConnectionDropReason = typeof CONNECTION_DROP_REASONS[number];
+
+/** A connection-oriented listener's state, read at scrape time. */
+export interface ConnectionState {
+  /** Connections holding a slot now. */
+  open: number;
+  /** Connections dropped by each bound, cumulative. */
+  drops: Readonly<Record<ConnectionDropReason, number>>;
+  /** Answer bytes waiting to be written on all its connections. */
+  queuedOutputBytes: number;
+}
+
 /** A bound listener. */
 export interface Listener {
   /** The configured URL, for logs. */
@@ -20,4 +45,11 @@ export interface Listener {
   stopAccepting(): void;
   /** Close every socket; call after in-flight queries are answered or the grace period ends. */
   close(): Promise<void>;
+  /**
+   * Re-reads the local addresses a wildcard listener serves one by one (UDP): called on reload
+   * (SIGHUP), so an address added to the host is served without waiting for the periodic rescan.
+   */
+  rescan?(): Promise<void>;
+  /** Connection listeners (TCP, DoT, DoH): open connections, drops by bound, queued output. */
+  connections?(): ConnectionState;
 }

@@ -118,8 +118,9 @@ export function serverHandshake(
 
 /**
  * A node `TLSSocket` as the minimal connection a stream session reads and writes: `read` into
- * the caller's buffer (null at the end of input), `write` resolving once the bytes are handed to
- * the transport, and `close` that sends close_notify and FIN before releasing the socket.
+ * the caller's buffer (null at the end of input), `write` that keeps node:tls's buffer below its
+ * high-water mark, `close` that sends close_notify and FIN before releasing the socket,
+ * and `abort` that drops it at once.
  */
 export class NodeTlsConn implements StreamConn {
   #chunks: Uint8Array[] = [];
@@ -180,12 +181,46 @@ export class NodeTlsConn implements StreamConn {
     return n;
   }
 
-  write(p: Uint8Array): Promise<number> {
-    if (this.socket.destroyed || this.socket.writableEnded) {
-      return Promise.reject(new Deno.errors.BrokenPipe("TLS connection is closed"));
+  /**
+   * Hands bytes to node:tls without letting its buffer grow past the socket's high-water mark
+   * (64 KiB): what does not fit waits for `drain`, so for a peer that does not read the write
+   * stays pending (and the session's write deadline applies) instead of node:tls buffering
+   * everything. Resolves with the count taken (less than asked only if the socket failed).
+   */
+  async write(p: Uint8Array): Promise<number> {
+    let n = 0;
+    for (;;) {
+      const failure = this.#error ??
+        (this.socket.destroyed || this.socket.writableEnded
+          ? new Deno.errors.BrokenPipe("TLS connection is closed")
+          : null);
+      if (failure) {
+        if (n > 0) return n;
+        throw failure;
+      }
+      if (!this.socket.writableNeedDrain) {
+        const room = this.socket.writableHighWaterMark - this.socket.writableLength;
+        const take = Math.min(p.length - n, Math.max(1, room));
+        this.socket.write(p.subarray(n, n + take));
+        n += take;
+        if (n === p.length) return n;
+      }
+      await this.#drained();
     }
-    return new Promise((resolve, reject) => {
-      this.socket.write(p, (err) => (err ? reject(err) : resolve(p.length)));
+  }
+
+  /** Resolves once node:tls wants more bytes, or the socket has failed or closed. */
+  #drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off("drain", done);
+        this.socket.off("close", done);
+        this.socket.off("error", done);
+        resolve();
+      };
+      this.socket.once("drain", done);
+      this.socket.once("close", done);
+      this.socket.once("error", done);
     });
   }
 
@@ -209,6 +244,19 @@ export class NodeTlsConn implements StreamConn {
       this.socket.once("close", release);
       this.socket.end(release);
     });
+  }
+
+  /**
+   * Drops the connection at once: no close_notify, whatever node:tls still buffers for the peer
+   * is discarded with the socket (for a peer that does not read, or a connection evicted).
+   */
+  abort(): void {
+    this.socket.destroy();
+    try {
+      this.transport.close();
+    } catch { /* already closed */ }
+    this.#ended = true;
+    this.#notify();
   }
 
   #notify(): void {

@@ -3,43 +3,101 @@
  * pipelined on one connection and answered as each completes, in any order. Shared by the TCP
  * listener and, with a TLS handshake in `prepare`, by DNS-over-TLS.
  *
- * It defends itself: a cap on connections in total and per client (when full, the longest-idle
- * connection is closed to make room), a cap on queries in flight per connection (reading pauses
- * until answers go out), a deadline for a message once its first byte arrived (slowloris), and
- * an idle timeout. A client that half-closes still gets its pending answers.
+ * It defends itself, so that what a client can make it hold is bounded even when the client
+ * never reads:
+ * - a cap on connections in total and per client; when full, the connection that has gone
+ *   longest without progress (idle, closing, or stuck writing to a peer that does not read) is
+ *   dropped at once to make room, its slot freed on the spot; when none qualifies the newcomer
+ *   is refused;
+ * - a cap on queries per connection counting both those in flight and those whose answers wait
+ *   to be written, and a pause at half the output bound: reading pauses until answers go out;
+ * - a bound on the answers waiting to be written (bytes and count): when answers still in
+ *   flight would take a connection over it, the connection is dropped at once;
+ * - a write deadline: a write the peer does not take within the read timeout drops the
+ *   connection at once;
+ * - a deadline for a message once its first byte arrived (slowloris), and an idle timeout.
+ * Dropping a connection aborts it: the socket is closed without waiting to flush, and the
+ * queued answers are discarded. Only the end of input (a client that half-closes still gets its
+ * pending answers), the idle timeout and shutdown close gracefully, and a graceful flush is still
+ * bounded by the write deadline. A handler that throws costs its query only (SERVFAIL).
  */
-import type { Transport } from "../pipeline/pipeline.ts";
-import type { Clock } from "../sys/clock.ts";
+import { decodeQuery, isResponse, Rcode } from "../dns/message.ts";
+import { errorReply } from "../dns/reply.ts";
+import type { Answer, Transport } from "../pipeline/pipeline.ts";
+import type { Cancel, Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
-import { FramedWriter, FrameReader } from "./framing.ts";
-import type { Handler, Listener } from "./listener.ts";
+import { FramedWriter, FrameReader, MAX_FRAMED_MESSAGE } from "./framing.ts";
+import type { ConnectionState, Handler, Listener } from "./listener.ts";
 
 const log = logger("listen", "stream");
+
+/**
+ * Default bound on answer bytes waiting to be written on one connection (beyond what the kernel
+ * took: up to ~4 MB per socket on Linux). Reading pauses at half of it, and answers given at once
+ * (cache hits) are counted before the next query is read, so a client that reads is not cut
+ * off by it; the other half is room for answers still in flight (two of the largest size).
+ * 1,000 connections (the tcp_max_connections default) stuck at once hold at most ~256 MB, and
+ * only until the write deadline; 32 from one address (the per-client default) 8 MiB.
+ */
+export const DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024;
+
+/**
+ * Default bound on answers waiting to be written on one connection: it bounds the per-answer
+ * overhead when many small answers queue. Reading pauses at half of it (and at
+ * tcp_max_pipelined, default 100, counting queries in flight too).
+ */
+export const DEFAULT_MAX_QUEUED_ANSWERS = 128;
+
+/** The smallest output bound: one answer of the largest size a 2-byte length can frame. */
+export const MIN_OUTPUT_BYTES = MAX_FRAMED_MESSAGE + 2;
+
+/** At most one warning per this long about handlers that threw (the rest are counted). */
+const FAULT_LOG_INTERVAL_MS = 60_000;
 
 /** Limits that keep one client, or many, from exhausting the server. */
 export interface StreamLimits {
   /** Close a connection with nothing pending after this long without a message. */
   idleTimeoutMs: number;
-  /** A message (or a TLS handshake) must complete this long after it started. */
+  /**
+   * A message (or a TLS handshake) must complete this long after it started, and a write must
+   * be taken by the peer within as long (else the connection is dropped).
+   */
   readTimeoutMs: number;
   /** Connections open at once on this listener. */
   maxConnections: number;
   /** Connections open at once from one client address. */
   maxConnectionsPerClient: number;
-  /** Queries in flight on one connection before reading pauses. */
+  /**
+   * Queries on one connection that are in flight or whose answers are not yet written, before
+   * reading pauses.
+   */
   maxPipelined: number;
+  /**
+   * Answer bytes (with their 2-byte length prefixes) that may wait to be written on one
+   * connection; an answer that would go over drops the connection. Reading pauses at half of it.
+   * Default DEFAULT_MAX_OUTPUT_BYTES; never below 65,537 (an answer of the largest size fits).
+   */
+  maxOutputBytes?: number;
+  /**
+   * Answers that may wait to be written on one connection; one more drops the connection.
+   * Reading pauses at half of it. Default DEFAULT_MAX_QUEUED_ANSWERS; at least 2.
+   */
+  maxQueuedAnswers?: number;
 }
 
 /**
  * The least a session needs of the stream it speaks DNS on. A `Deno.Conn` is one; so is the
  * node:tls adapter DNS-over-TLS uses (lib/listen/node_conn.ts), which is why this is not
- * `Deno.Conn`. `close` may be asynchronous (a TLS close_notify to flush); the session waits.
+ * `Deno.Conn`. `close` may be asynchronous (a TLS close_notify to flush); the session waits,
+ * within the write deadline. `abort`, when present, drops the connection at once without
+ * flushing anything; without it `close` must do that.
  */
 export interface StreamConn {
   read(p: Uint8Array): Promise<number | null>;
   write(p: Uint8Array): Promise<number>;
   close(): void | Promise<void>;
+  abort?(): void;
 }
 
 /** What a stream listener needs besides its socket. */
@@ -59,26 +117,72 @@ export interface StreamOptions {
 
 /** Counters for metrics and tests. */
 export interface StreamStats {
+  /** Connections holding a slot now. */
   open: number;
+  /** Connections refused because the caps were reached and none could be evicted. */
   rejected: number;
+  /** Idle connections closed to admit a new one. */
   evictedIdle: number;
+  /** Connections stuck writing to a peer that does not read (or closing) dropped to admit one. */
+  evictedStuck: number;
+  /** Connections dropped because a message or TLS handshake did not complete in time. */
   timedOut: number;
+  /** Connections dropped because their unwritten answers hit maxOutputBytes/maxQueuedAnswers. */
+  outputFull: number;
+  /** Connections dropped because the peer did not take a write within the read timeout. */
+  writeTimedOut: number;
+  /** Queries whose handler threw or rejected (answered SERVFAIL when the query decodes). */
+  handlerErrors: number;
 }
 
 /** Serves DNS on every connection a listener accepts. */
 export class StreamListener implements Listener {
   readonly url: string;
   readonly addr: Deno.NetAddr;
-  readonly stats: StreamStats = { open: 0, rejected: 0, evictedIdle: 0, timedOut: 0 };
+  readonly stats: StreamStats = {
+    open: 0,
+    rejected: 0,
+    evictedIdle: 0,
+    evictedStuck: 0,
+    timedOut: 0,
+    outputFull: 0,
+    writeTimedOut: 0,
+    handlerErrors: 0,
+  };
   #sessions = new Set<StreamSession>();
   #perClient = new Map<string, number>();
   #accepting = true;
   #loop: Promise<void>;
+  #lastFaultLog = -Infinity;
+  #faultsNotLogged = 0;
 
   constructor(private readonly listener: Deno.TcpListener, private readonly opts: StreamOptions) {
     this.url = opts.url;
     this.addr = listener.addr;
     this.#loop = this.#accept();
+  }
+
+  /** Answer bytes waiting to be written on all connections (memory the clients hold here). */
+  connections(): ConnectionState {
+    const s = this.stats;
+    return {
+      open: s.open,
+      drops: {
+        rejected: s.rejected,
+        evicted_idle: s.evictedIdle,
+        evicted_stuck: s.evictedStuck,
+        read_timeout: s.timedOut,
+        output_full: s.outputFull,
+        write_timeout: s.writeTimedOut,
+      },
+      queuedOutputBytes: this.queuedOutputBytes,
+    };
+  }
+
+  get queuedOutputBytes(): number {
+    let n = 0;
+    for (const s of this.#sessions) n += s.queuedBytes;
+    return n;
   }
 
   stopAccepting(): void {
@@ -113,63 +217,134 @@ export class StreamListener implements Listener {
       }
       this.#perClient.set(client, (this.#perClient.get(client) ?? 0) + 1);
       this.stats.open++;
-      const session: StreamSession = new StreamSession(conn, this.opts, this.stats, () => {
-        this.#sessions.delete(session);
-        this.stats.open--;
-        const n = (this.#perClient.get(client) ?? 1) - 1;
-        if (n === 0) this.#perClient.delete(client);
-        else this.#perClient.set(client, n);
+      const session: StreamSession = new StreamSession(conn, this.opts, {
+        stats: this.stats,
+        release: () => {
+          this.#sessions.delete(session);
+          this.stats.open--;
+          const n = (this.#perClient.get(client) ?? 1) - 1;
+          if (n === 0) this.#perClient.delete(client);
+          else this.#perClient.set(client, n);
+        },
+        handlerFailed: (query, err) => this.#handlerFailed(query, err),
       });
       this.#sessions.add(session);
     }
   }
 
-  /** Makes room for a new connection from `client` by closing an idle one, if it must. */
+  /**
+   * Makes room for a new connection from `client` if it must, by dropping the connection that
+   * has gone longest without progress; false (refuse the newcomer) when none may be dropped.
+   * Dropping frees the slot synchronously, so the caps hold at every moment.
+   */
   #admit(client: string): boolean {
     const { maxConnections, maxConnectionsPerClient } = this.opts.limits;
-    if ((this.#perClient.get(client) ?? 0) >= maxConnectionsPerClient) {
-      return this.#evictIdle((s) => s.client === client);
+    if (
+      (this.#perClient.get(client) ?? 0) >= maxConnectionsPerClient &&
+      !this.#evict((s) => s.client === client)
+    ) {
+      return false;
     }
-    if (this.#sessions.size >= maxConnections) return this.#evictIdle(() => true);
+    return this.#sessions.size < maxConnections || this.#evict(() => true);
+  }
+
+  #evict(match: (s: StreamSession) => boolean): boolean {
+    let victim: StreamSession | null = null;
+    let victimSince = Infinity;
+    for (const s of this.#sessions) {
+      const since = s.evictableSince;
+      if (since !== null && match(s) && (!victim || since < victimSince)) {
+        victim = s;
+        victimSince = since;
+      }
+    }
+    if (!victim) return false;
+    if (victim.idle) this.stats.evictedIdle++;
+    else this.stats.evictedStuck++;
+    log.debug("dropping a connection from {client} to admit another", { client: victim.client });
+    victim.abort();
     return true;
   }
 
-  #evictIdle(match: (s: StreamSession) => boolean): boolean {
-    let victim: StreamSession | null = null;
-    for (const s of this.#sessions) {
-      if (s.idle && match(s) && (!victim || s.lastActivity < victim.lastActivity)) victim = s;
+  /** A handler threw: count it, warn (at most once a minute), answer SERVFAIL if possible. */
+  #handlerFailed(query: Uint8Array, err: unknown): Uint8Array | null {
+    this.stats.handlerErrors++;
+    const now = this.opts.clock.now();
+    if (now - this.#lastFaultLog >= FAULT_LOG_INTERVAL_MS) {
+      log.warn("query handler failed on {url} ({more} more not logged): {err}", {
+        url: this.url,
+        more: this.#faultsNotLogged,
+        err: errText(err),
+      });
+      this.#lastFaultLog = now;
+      this.#faultsNotLogged = 0;
+    } else {
+      this.#faultsNotLogged++;
     }
-    if (!victim) return false;
-    this.stats.evictedIdle++;
-    victim.close();
-    return true;
+    return servfailFor(query);
   }
+}
+
+/**
+ * SERVFAIL for a query whose handling failed unexpectedly: the query's ID, question and EDNS
+ * echoed. Null when there is nothing to answer (a response, or a query that does not decode).
+ */
+export function servfailFor(query: Uint8Array): Uint8Array | null {
+  if (isResponse(query)) return null;
+  const decoded = decodeQuery(query);
+  if (!decoded.ok) return null;
+  try {
+    return errorReply(decoded.value, query, Rcode.SERVFAIL);
+  } catch {
+    return null;
+  }
+}
+
+/** What a session needs from its listener. */
+interface SessionHooks {
+  stats: StreamStats;
+  /** Frees the connection's slot; called exactly once, as soon as the session stops. */
+  release(): void;
+  /** The bytes to answer a query whose handler threw with, if any. */
+  handlerFailed(query: Uint8Array, err: unknown): Uint8Array | null;
 }
 
 class StreamSession {
   readonly client: string;
   #writer: FramedWriter | null = null;
   #reader = new FrameReader();
+  /** Queries at the handler. */
   #pending = 0;
   #readDone = false;
-  #closed = false;
+  /** No more answers are accepted (graceful close under way, or aborted). */
+  #closing = false;
+  #aborted = false;
+  #released = false;
   #lastActivity: number;
   #partialSince: number | null;
-  #cancelTimer: () => void = () => {};
+  /** When the write call in progress started (null when none is). */
+  #writeSince: number | null = null;
+  #cancelTimer: Cancel = () => {};
+  #timerDue = Infinity;
   #resume: (() => void) | null = null;
   #paused = false;
   #stream: StreamConn;
+  readonly #maxOutput: { bytes: number; messages: number };
   #finishing: Promise<void> | null = null;
   #loop: Promise<void>;
 
   constructor(
     private readonly conn: Deno.TcpConn,
     private readonly opts: StreamOptions,
-    private readonly stats: StreamStats,
-    private readonly onClose: () => void,
+    private readonly hooks: SessionHooks,
   ) {
     this.client = conn.remoteAddr.hostname;
     this.#stream = conn;
+    const { maxOutputBytes, maxQueuedAnswers } = opts.limits;
+    this.#maxOutput = {
+      bytes: Math.max(MIN_OUTPUT_BYTES, maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES),
+      messages: Math.max(2, maxQueuedAnswers ?? DEFAULT_MAX_QUEUED_ANSWERS),
+    };
     this.#lastActivity = opts.clock.now();
     // Until the first message (or handshake) completes, the read deadline applies.
     this.#partialSince = opts.prepare ? this.#lastActivity : null;
@@ -177,44 +352,87 @@ class StreamSession {
     this.#loop = this.#run();
   }
 
-  /** True when nothing is pending: a candidate for eviction when the listener is full. */
+  /** Nothing in flight and nothing waiting to be written. */
   get idle(): boolean {
-    return this.#pending === 0;
+    return this.#pending === 0 && (this.#writer?.queuedMessages ?? 0) === 0;
   }
 
-  get lastActivity(): number {
-    return this.#lastActivity;
+  get queuedBytes(): number {
+    return this.#writer?.queuedBytes ?? 0;
+  }
+
+  /**
+   * Since when this connection has made no progress, if it may be dropped to admit another:
+   * closing ones first, then idle ones (since their last activity) and ones whose peer is not
+   * taking a write (since that write started). Null for a connection busy with queries.
+   */
+  get evictableSince(): number | null {
+    if (this.#closing) return -Infinity;
+    if (this.#writeSince !== null) return this.#writeSince;
+    return this.idle ? this.#lastActivity : null;
   }
 
   /** Used on shutdown: take no more queries, finish the pending ones. */
   stopReading(): void {
     this.#readDone = true;
-    this.#resume?.();
+    this.#wake();
     if (this.#pending === 0) this.#finish();
   }
 
+  /** Closes gracefully (flushing, within the write deadline) and waits until it is done. */
   async close(): Promise<void> {
     const finished = this.#finish();
     await this.#loop;
     await finished;
   }
 
+  /**
+   * Drops the connection at once: the socket is closed without flushing, queued answers and
+   * buffered input are discarded, and the slot is released before this returns.
+   */
+  abort(): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#closing = true;
+    this.#readDone = true;
+    this.#writeSince = null;
+    this.#cancelTimer();
+    this.#writer?.abort();
+    this.#reader.reset();
+    this.#wake();
+    abortQuietly(this.#stream);
+    if (this.#stream !== this.conn) abortQuietly(this.conn);
+    this.#release();
+  }
+
   async #run(): Promise<void> {
     try {
       if (this.opts.prepare) {
         const stream = await this.opts.prepare(this.conn);
-        if (this.#closed) {
+        if (this.#closing) {
           // The deadline fired as the handshake completed: this stream was never ours to use.
-          await closeQuietly(stream);
+          abortQuietly(stream);
           return;
         }
         this.#stream = stream;
         this.#partialSince = null;
       }
-      this.#writer = new FramedWriter(this.#stream, () => this.#finish());
+      this.#writer = new FramedWriter(this.#stream, () => this.abort(), {
+        maxBytes: this.#maxOutput.bytes,
+        maxMessages: this.#maxOutput.messages,
+        onWriteStart: () => {
+          this.#writeSince = this.opts.clock.now();
+          this.#rearmIfSooner();
+        },
+        onWriteDone: () => {
+          this.#writeSince = null;
+          this.#lastActivity = this.opts.clock.now();
+          this.#wake();
+        },
+      });
       await this.#read();
     } catch (err) {
-      if (!this.#closed) {
+      if (!this.#closing) {
         log.debug("{transport} connection from {client} failed: {err}", {
           transport: this.opts.transport,
           client: this.client,
@@ -227,13 +445,30 @@ class StreamSession {
     if (this.#pending === 0) this.#finish();
   }
 
+  /**
+   * Whether to stop reading for now: too many queries in flight or answered and not yet
+   * written, or half the output bound waiting (answers still in flight need the rest).
+   */
+  get #mustPause(): boolean {
+    const w = this.#writer;
+    if (!w) return false;
+    return this.#pending + w.queuedMessages >= this.opts.limits.maxPipelined ||
+      w.queuedBytes >= this.#maxOutput.bytes / 2 ||
+      w.queuedMessages >= this.#maxOutput.messages / 2;
+  }
+
+  #outputFull(): void {
+    this.hooks.stats.outputFull++;
+    log.debug("dropping {client}: answers are not being read", { client: this.client });
+    this.abort();
+  }
+
   async #read(): Promise<void> {
     const buf = new Uint8Array(65536);
-    const { maxPipelined } = this.opts.limits;
     const client = this.conn.remoteAddr;
     while (!this.#readDone) {
       const n = await this.#stream.read(buf);
-      if (n === null) return;
+      if (n === null || this.#readDone) return;
       const now = this.opts.clock.now();
       this.#lastActivity = now;
       this.#reader.push(buf.subarray(0, n));
@@ -247,17 +482,19 @@ class StreamSession {
           return;
         }
         this.#dispatch(m, client);
-        // Backpressure: stop reading while this client has too many queries in flight. Time
-        // spent paused does not count against the client's partial message.
-        if (this.#pending >= maxPipelined) {
+        if (this.#readDone) return;
+        // Backpressure: stop reading while this client has too many queries in flight or
+        // answers unwritten. Time spent paused does not count against a partial message.
+        if (this.#mustPause) {
           this.#paused = true;
-          while (this.#pending >= maxPipelined && !this.#readDone) {
+          while (this.#mustPause && !this.#readDone) {
             await new Promise<void>((resolve) => (this.#resume = resolve));
           }
           this.#paused = false;
           completed = true;
         }
       }
+      if (this.#readDone) return;
       const wasPartial = this.#partialSince !== null;
       // The deadline runs from the first byte of the message still incomplete: if a message was
       // completed in this read, the remainder started in this read.
@@ -266,49 +503,110 @@ class StreamSession {
         : completed || this.#partialSince === null
         ? now
         : this.#partialSince;
-      if (!wasPartial && this.#partialSince !== null) {
-        // A message has started: its deadline may come before the idle timer.
-        this.#cancelTimer();
-        this.#armTimer();
-      }
+      // A message has started: its deadline may come before the timer.
+      if (!wasPartial && this.#partialSince !== null) this.#rearmIfSooner();
     }
   }
 
-  async #dispatch(bytes: Uint8Array, client: Deno.NetAddr): Promise<void> {
+  /**
+   * Answers one query. An answer the handler gives at once (a cache hit) is queued before this
+   * returns, so the reading loop sees the output it makes and pauses in time. Never throws and
+   * leaves no promise to reject: a throwing or rejecting handler costs this query only.
+   */
+  #dispatch(bytes: Uint8Array, client: Deno.NetAddr): void {
     this.#pending++;
-    const answer = await this.opts.handle({ bytes, client, transport: this.opts.transport });
+    const failed = (err: unknown) => {
+      let reply: Uint8Array | null = null;
+      try {
+        reply = this.hooks.handlerFailed(bytes, err);
+      } catch { /* no SERVFAIL then; the query still counts as answered */ }
+      this.#answered(reply);
+    };
+    let result: Answer | null | Promise<Answer | null>;
+    try {
+      result = this.opts.handle({ bytes, client, transport: this.opts.transport });
+    } catch (err) {
+      return failed(err);
+    }
+    if (result instanceof Promise) result.then((a) => this.#answered(a?.bytes ?? null), failed);
+    else this.#answered(result?.bytes ?? null);
+  }
+
+  #answered(answer: Uint8Array | null): void {
     this.#pending--;
-    if (answer && !this.#closed) this.#writer?.send(answer.bytes);
-    this.#lastActivity = this.opts.clock.now();
+    try {
+      if (answer && !this.#closing && this.#writer && !this.#writer.send(answer)) {
+        return this.#outputFull();
+      }
+      this.#lastActivity = this.opts.clock.now();
+      this.#wake();
+      if (this.#readDone && this.#pending === 0) this.#finish();
+    } catch (err) {
+      // Nothing above should throw; if it does, this connection goes, not the process.
+      log.warn("dropping {client}: {err}", { client: this.client, err: errText(err) });
+      this.abort();
+    }
+  }
+
+  #wake(): void {
     const resume = this.#resume;
     this.#resume = null;
     resume?.();
-    if (this.#readDone && this.#pending === 0) this.#finish();
   }
 
-  /** One timer per connection, re-armed lazily: idle expiry and the partial-message deadline. */
-  #armTimer(): void {
+  /** When the timer must next look: write deadline, message deadline, idle expiry. */
+  #due(): number {
     const { idleTimeoutMs, readTimeoutMs } = this.opts.limits;
+    let due = this.#writeSince === null ? Infinity : this.#writeSince + readTimeoutMs;
+    if (!this.#closing) {
+      if (this.#partialSince !== null && !this.#paused) {
+        due = Math.min(due, this.#partialSince + readTimeoutMs);
+      }
+      // A busy connection is looked at again later (its activity moves the idle deadline).
+      const idleFrom = this.idle ? this.#lastActivity : this.opts.clock.now();
+      due = Math.min(due, idleFrom + idleTimeoutMs);
+    }
+    return due;
+  }
+
+  /** One timer per connection, re-armed lazily; re-armed at once only to fire sooner. */
+  #armTimer(): void {
+    this.#cancelTimer();
+    this.#cancelTimer = () => {};
+    this.#timerDue = this.#due();
+    if (this.#timerDue === Infinity || this.#aborted) return;
     const { clock } = this.opts;
-    const due = Math.min(
-      this.#lastActivity + idleTimeoutMs,
-      this.#partialSince === null ? Infinity : this.#partialSince + readTimeoutMs,
-    );
-    this.#cancelTimer = clock.schedule(due - clock.now(), () => {
-      if (this.#closed) return;
-      const now = clock.now();
+    this.#cancelTimer = clock.schedule(this.#timerDue - clock.now(), () => this.#onTimer());
+  }
+
+  #rearmIfSooner(): void {
+    if (!this.#aborted && this.#due() < this.#timerDue) this.#armTimer();
+  }
+
+  #onTimer(): void {
+    this.#timerDue = Infinity;
+    if (this.#aborted) return;
+    const { idleTimeoutMs, readTimeoutMs } = this.opts.limits;
+    const now = this.opts.clock.now();
+    if (this.#writeSince !== null && now - this.#writeSince >= readTimeoutMs) {
+      this.hooks.stats.writeTimedOut++;
+      log.debug("dropping {client}: it does not read its answers", { client: this.client });
+      return this.abort();
+    }
+    if (!this.#closing) {
       if (
         this.#partialSince !== null && !this.#paused && now - this.#partialSince >= readTimeoutMs
       ) {
-        this.stats.timedOut++;
-        log.debug("closing {client}: message not completed in time", { client: this.client });
-        this.#finish();
-      } else if (this.#pending === 0 && now - this.#lastActivity >= idleTimeoutMs) {
-        this.#finish();
-      } else {
-        this.#armTimer();
+        this.hooks.stats.timedOut++;
+        log.debug("dropping {client}: message not completed in time", { client: this.client });
+        return this.abort();
       }
-    });
+      if (this.idle && now - this.#lastActivity >= idleTimeoutMs) {
+        this.#finish();
+        return;
+      }
+    }
+    this.#armTimer();
   }
 
   /** Flushes queued answers, then closes the socket (once; later calls share the first). */
@@ -317,18 +615,37 @@ class StreamSession {
   }
 
   async #flushAndClose(): Promise<void> {
-    this.#closed = true;
+    this.#closing = true;
     this.#readDone = true;
-    this.#cancelTimer();
-    this.#resume?.();
+    this.#wake();
+    // The write deadline still runs while the rest is flushed; other deadlines no longer do.
+    this.#armTimer();
     await this.#writer?.flushed();
-    await closeQuietly(this.#stream);
-    this.onClose();
+    if (!this.#aborted) {
+      this.#cancelTimer();
+      await closeQuietly(this.#stream);
+      if (this.#stream !== this.conn) abortQuietly(this.conn);
+    }
+    this.#release();
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.hooks.release();
   }
 }
 
 async function closeQuietly(c: StreamConn): Promise<void> {
   try {
     await c.close();
+  } catch { /* already closed */ }
+}
+
+/** Closes at once, discarding unsent data; never throws. */
+function abortQuietly(c: StreamConn): void {
+  try {
+    if (c.abort) c.abort();
+    else void Promise.resolve(c.close()).catch(() => {});
   } catch { /* already closed */ }
 }

@@ -37,6 +37,8 @@ export interface TlsOptions {
 export interface TlsListener extends Listener {
   /** Connection counters, as for TCP. */
   readonly stats: StreamStats;
+  /** Answer bytes waiting to be written on all connections, as for TCP. */
+  readonly queuedOutputBytes: number;
   /**
    * Presents `cert`/`key` to connections accepted from now on; established ones keep theirs.
    * Throws (and keeps the old certificate) if the PEM does not parse or the key does not match.
@@ -71,6 +73,10 @@ export function listenTls(opts: TlsOptions): TlsListener {
     url: stream.url,
     addr: stream.addr,
     stats: stream.stats,
+    get queuedOutputBytes() {
+      return stream.queuedOutputBytes;
+    },
+    connections: () => stream.connections(),
     stopAccepting: () => stream.stopAccepting(),
     close: () => stream.close(),
     reloadCertificate(cert: string, key: string): void {

@@ -10,6 +10,7 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { EDE_LABELS, type EdeCode } from "../dns/ede.ts";
+import { CONNECTION_DROP_REASONS, type ConnectionState } from "../listen/listener.ts";
 import type { UpstreamErrorKind } from "../upstream/upstream.ts";
 import { QTYPE_LABELS, qtypeIndex, RCODE_LABELS, rcodeIndex } from "./dns_names.ts";
 
@@ -106,6 +107,8 @@ export interface MetricSources {
   shed?: () => number;
   /** Query-log records dropped because the sink was slow or failing (`QueryLog.dropped`). */
   queryLogDropped?: () => number;
+  /** Client connections of each connection listener (TCP, DoT, DoH), by listener URL. */
+  connections?: () => Iterable<{ listener: string; state: ConnectionState }>;
 }
 
 /** Construction options. */
@@ -309,6 +312,8 @@ export class Metrics {
   readonly #routes = new Map<string, number>();
   /** Rebinding protection: answers filtered, [remove, refuse]. */
   readonly #rebinding = [0, 0];
+  /** Queries lost to an unexpected error in the query path, by protocol. */
+  readonly #internalErrors = new Float64Array(NP);
   readonly #upstreams = new Map<string, Recorder>();
   #sources: MetricSources = {};
   readonly #collectors: (() => void | Promise<void>)[] = [];
@@ -375,6 +380,11 @@ export class Metrics {
   /** An upstream answer had private addresses removed, or was refused (rebinding protection). */
   rebindingFiltered(action: "remove" | "refuse"): void {
     this.#rebinding[action === "remove" ? 0 : 1]++;
+  }
+
+  /** A query whose handling threw (a bug): answered SERVFAIL if readable, by the query guard. */
+  internalError(protocol: ListenerProtocol): void {
+    this.#internalErrors[protocolIndex(protocol)]++;
   }
 
   /** A background refresh of a popular cache entry was started. */
@@ -539,6 +549,18 @@ export class Metrics {
       },
     );
     counter(
+      "dotproxy_internal_errors_total",
+      "Queries whose handling failed with an unexpected error (a bug, logged): answered " +
+        "SERVFAIL when their header could be read, else dropped.",
+      ["protocol"],
+      (emit) => {
+        for (let p = 0; p < NP; p++) {
+          const v = this.#internalErrors[p];
+          if (v !== 0 || this.#alwaysShown[p]) emit({ protocol: LISTENER_PROTOCOLS[p] }, v);
+        }
+      },
+    );
+    counter(
       "dotproxy_queries_shed_total",
       "Queries shed because too many were already in flight.",
       [],
@@ -652,6 +674,36 @@ export class Metrics {
       "1 while the upstream is usable, 0 while it is backing off after failures.",
       ["upstream"],
       (emit) => state(emit, (s) => (s.up ? 1 : 0)),
+    );
+    const connections = (emit: Emit, pick: (c: ConnectionState) => number) => {
+      for (const c of src().connections?.() ?? []) emit({ listener: c.listener }, pick(c.state));
+    };
+    gauge(
+      "dotproxy_client_connections",
+      "Client connections open on each TCP, DoT and DoH listener.",
+      ["listener"],
+      (emit) => connections(emit, (c) => c.open),
+    );
+    gauge(
+      "dotproxy_client_output_queued_bytes",
+      "Answer bytes waiting to be written to clients on each connection listener.",
+      ["listener"],
+      (emit) => connections(emit, (c) => c.queuedOutputBytes),
+    );
+    counter(
+      "dotproxy_client_connections_dropped_total",
+      "Client connections refused or closed by a bound: rejected (caps full, none evictable), " +
+        "evicted_idle / evicted_stuck (to admit another), read_timeout (message or handshake " +
+        "not completed), output_full (unread answers over the bound), write_timeout (peer not " +
+        "reading).",
+      ["listener", "reason"],
+      (emit) => {
+        for (const c of src().connections?.() ?? []) {
+          for (const reason of CONNECTION_DROP_REASONS) {
+            emit({ listener: c.listener, reason }, c.state.drops[reason]);
+          }
+        }
+      },
     );
     counter(
       "dotproxy_query_log_dropped_total",

@@ -41,6 +41,7 @@ import {
   txtAnswer,
 } from "../dns/reply.ts";
 import { nameFromString, nameKey, nameToString } from "../dns/wire.ts";
+import type { AnyQueryAction, NonRecursiveAction } from "../config/enums.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { QueryLog } from "../metrics/query_log.ts";
 import type { RebindingFilter } from "../route/rebinding.ts";
@@ -112,13 +113,13 @@ export interface PipelineOptions {
    */
   errorLimit?: RateLimiter | null;
   /** ANY queries: RFC 8482 minimal answer, REFUSED, or forwarded as they are. */
-  anyQueries?: "rfc8482" | "refuse" | "forward";
+  anyQueries?: AnyQueryAction;
   /**
    * Queries with RD=0: "refuse" (default {@link DEFAULT_NON_RECURSIVE}, as Unbound's
    * `access-control: allow` does: no snooping of what other clients looked up) answers REFUSED
    * with EDE 20; "forward" sends them upstream with RD=0 and caches them apart from RD=1.
    */
-  nonRecursive?: "refuse" | "forward";
+  nonRecursive?: NonRecursiveAction;
   /**
    * The client's EDNS Client Subnet: "strip" (default) never forwards it; "keep" forwards it,
    * caches and coalesces answers per client subnet and echoes the option (RFC 7871 §7.2).

@@ -1398,6 +1398,26 @@ const cases: Case[] = [
     key: "policy.any_queries",
     message: "expected a string, got a boolean",
   },
+  {
+    name: "non_recursive outside enum",
+    toml: MINIMAL + `[policy]\nnon_recursive = "allow"\n`,
+    key: "policy.non_recursive",
+    value: "allow",
+    message: `must be one of "refuse", "forward"`,
+  },
+  {
+    name: "chaos_identity with a control character",
+    toml: MINIMAL + `[policy]\nchaos_identity = "a\\nb"\n`,
+    key: "policy.chaos_identity",
+    value: "a\nb",
+    message: "must be printable ASCII (no control or non-ASCII characters)",
+  },
+  {
+    name: "chaos_identity longer than a TXT string",
+    toml: MINIMAL + `[policy]\nchaos_identity = "${"x".repeat(256)}"\n`,
+    key: "policy.chaos_identity",
+    message: "must be at most 255 characters, got 256",
+  },
 
   // --- [admin] ---
   {

@@ -107,6 +107,7 @@ query_timeout = "10s"
 udp_max_size = 4096
 tcp_idle_timeout = "1m"
 shutdown_grace = "500ms"
+udp_rescan_interval = "0s"
 [forwarding]
 attempt_timeout = "1.5s"
 connect_timeout = "750ms"
@@ -149,6 +150,8 @@ slip = 3
 errors_qps = 5
 [policy]
 any_queries = "forward"
+non_recursive = "forward"
+chaos_identity = "dns1.example"
 [admin]
 address = "127.0.0.1:9153"
 [query_log]
@@ -163,6 +166,7 @@ format = "text"
         tcpIdleTimeoutMs: 60_000,
         shutdownGraceMs: 500,
         queryTimeoutMs: 10_000,
+        udpRescanIntervalMs: 0,
       });
       assert.deepEqual(c.forwarding, {
         queryTimeoutMs: 10_000,
@@ -211,7 +215,11 @@ format = "text"
         slip: 3,
         errorsQps: 5,
       });
-      assert.deepEqual(c.policy, { anyQueries: "forward" });
+      assert.deepEqual(c.policy, {
+        anyQueries: "forward",
+        nonRecursive: "forward",
+        chaosIdentity: "dns1.example",
+      });
       assert.deepEqual(c.admin, { hostname: "127.0.0.1", port: 9153 });
       assert.deepEqual(c.queryLog, {
         enabled: true,

@@ -135,6 +135,7 @@ Deno.test("KNOWN_KEYS lists the tables' keys, sections in top-level order", () =
     "query_timeout",
     "udp_max_size",
     "tcp_idle_timeout",
+    "udp_rescan_interval",
     "shutdown_grace",
   ]);
   for (const s of SECTIONS) assert.deepEqual(KNOWN_KEYS[s.name], Object.keys(s.rows));

@@ -7,7 +7,13 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 
 /** The permission flags the README documents for running dotproxy. */
 export function runFlags(readPaths: string[]): string[] {
-  return ["run", "--allow-net", `--allow-read=${[ROOT, ...readPaths].join(",")}`, MAIN];
+  return [
+    "run",
+    "--allow-net",
+    `--allow-read=${[ROOT, ...readPaths].join(",")}`,
+    "--allow-sys=networkInterfaces",
+    MAIN,
+  ];
 }
 
 function cliCommand(args: string[], readPaths: string[]): Deno.Command {

@@ -66,6 +66,7 @@ Deno.test("FramedWriter coalesces messages queued during a write into one write"
   };
   const w = new FramedWriter(sink, () => assert.fail("no error expected"));
   w.send(msg(1, 1));
+  await Promise.resolve(); // the first write starts at the end of the turn
   w.send(msg(1, 2));
   w.send(msg(1, 3));
   release();
@@ -90,4 +91,91 @@ Deno.test("FramedWriter reports a failed write once and drops later sends", asyn
   await w.flushed();
   assert.equal(errors.length, 1);
   assert.equal(calls, 1);
+});
+
+/** A sink whose writes wait until `release` (all bytes accepted) or `fail` is called. */
+function heldSink() {
+  const writes: Uint8Array[] = [];
+  let settle: { resolve: (n: number) => void; reject: (e: Error) => void } | null = null;
+  return {
+    writes,
+    write(p: Uint8Array): Promise<number> {
+      writes.push(p.slice());
+      return new Promise((resolve, reject) => (settle = { resolve, reject }));
+    },
+    release: (n?: number) => settle?.resolve(n ?? writes.at(-1)!.length),
+    fail: () => settle?.reject(new Error("closed")),
+  };
+}
+
+/** Lets queued microtasks run (the writer starts a write at the end of the turn it was sent in). */
+async function turn(): Promise<void> {
+  for (let i = 0; i < 3; i++) await Promise.resolve();
+}
+
+Deno.test("FramedWriter refuses a message that would take the queue over maxBytes or maxMessages", async () => {
+  const sink = heldSink();
+  const w = new FramedWriter(sink, () => assert.fail("not an error"), {
+    maxBytes: 30,
+    maxMessages: 3,
+  });
+  assert.equal(w.send(msg(8, 1)), true); // 10 framed bytes
+  assert.equal(w.send(msg(8, 2)), true); // 20
+  assert.equal(w.send(msg(9, 3)), false, "31 bytes would be over 30");
+  assert.equal(w.send(msg(8, 3)), true); // 30
+  assert.deepEqual([w.queuedBytes, w.queuedMessages], [30, 3]);
+  await turn();
+  assert.equal(sink.writes.length, 1, "the three sent together go out in one write");
+  sink.release(15); // the first message and half the second are taken
+  await turn();
+  assert.deepEqual([w.queuedBytes, w.queuedMessages], [15, 2]);
+  assert.equal(w.send(msg(0, 4)), true); // 17 bytes, 3 messages
+  assert.equal(w.send(msg(0, 5)), false, "a fourth message is over maxMessages");
+  sink.release();
+  await turn();
+  sink.release();
+  await w.flushed();
+  assert.deepEqual([w.queuedBytes, w.queuedMessages], [0, 0]);
+});
+
+Deno.test("FramedWriter counts a message as written only once its last byte is taken", async () => {
+  const sink = heldSink();
+  let writes = 0;
+  let done = 0;
+  const w = new FramedWriter(sink, () => assert.fail("no error expected"), {
+    onWriteStart: () => writes++,
+    onWriteDone: () => done++,
+  });
+  w.send(msg(4, 1));
+  await turn(); // written alone: 6 bytes
+  w.send(msg(4, 2)); // these two coalesce into one 12-byte write
+  w.send(msg(4, 3));
+  assert.deepEqual([w.queuedBytes, w.queuedMessages, writes, done], [18, 3, 1, 0]);
+  sink.release();
+  await turn();
+  assert.deepEqual([w.queuedBytes, w.queuedMessages, writes, done], [12, 2, 2, 1]);
+  sink.release(7); // the sink takes the first message and one byte of the second
+  await turn();
+  assert.deepEqual([w.queuedBytes, w.queuedMessages, writes, done], [5, 1, 3, 2]);
+  sink.release();
+  await w.flushed();
+  assert.deepEqual([w.queuedBytes, w.queuedMessages], [0, 0]);
+});
+
+Deno.test("FramedWriter.abort drops the queue at once, reports no error and ignores later sends", async () => {
+  const sink = heldSink();
+  const w = new FramedWriter(sink, () => assert.fail("abort is not an error"));
+  w.send(msg(100, 1));
+  await turn(); // written alone
+  w.send(msg(100, 2)); // waits behind it
+  const flushed = w.flushed();
+  w.abort();
+  await flushed; // resolves although the write in progress never completes
+  assert.deepEqual([w.queuedBytes, w.queuedMessages], [0, 0]);
+  assert.equal(w.send(msg(1, 3)), true);
+  assert.equal(w.queuedMessages, 0);
+  await w.flushed();
+  sink.fail(); // the sink closed under the write: still no error reported
+  await Promise.resolve();
+  assert.equal(sink.writes.length, 1);
 });

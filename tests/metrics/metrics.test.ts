@@ -254,3 +254,28 @@ Deno.test("label values with quotes and backslashes are escaped in the expositio
   assert.match(text, /dotproxy_upstream_queries_total\{upstream="odd\\"name\\\\x"\} 1/);
   parse(text);
 });
+
+Deno.test("client connections: open, queued output and drops by bound, per listener", async () => {
+  const m = new Metrics();
+  const drops = {
+    rejected: 1,
+    evicted_idle: 2,
+    evicted_stuck: 3,
+    read_timeout: 4,
+    output_full: 5,
+    write_timeout: 6,
+  };
+  m.setSources({
+    connections: () => [
+      { listener: "tcp://127.0.0.1:53", state: { open: 7, drops, queuedOutputBytes: 1024 } },
+    ],
+  });
+  const s = await scrape(m);
+  assert.equal(s.get('dotproxy_client_connections{listener="tcp://127.0.0.1:53"}'), 7);
+  assert.equal(s.get('dotproxy_client_output_queued_bytes{listener="tcp://127.0.0.1:53"}'), 1024);
+  for (const [reason, n] of Object.entries(drops)) {
+    const key = `dotproxy_client_connections_dropped_total{listener="tcp://127.0.0.1:53",` +
+      `reason="${reason}"}`;
+    assert.equal(s.get(key), n);
+  }
+});

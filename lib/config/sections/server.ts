@@ -1,5 +1,6 @@
 /** [server]: how we serve clients. */
 
+import { DEFAULT_WILDCARD_RESCAN_MS } from "../../listen/udp.ts";
 import { duration, integer } from "../readers.ts";
 import { defineSection, type SectionValue, setting } from "../table.ts";
 
@@ -18,6 +19,11 @@ export const SERVER = defineSection("server", "server", {
   tcp_idle_timeout: setting("tcpIdleTimeoutMs", duration(), {
     default: 10_000,
     doc: "idle client TCP connections are closed after this long",
+    reloadable: false,
+  }),
+  udp_rescan_interval: setting("udpRescanIntervalMs", duration({ allowZero: true }), {
+    default: DEFAULT_WILDCARD_RESCAN_MS,
+    doc: `how often wildcard UDP listeners re-read the host's addresses; "0s": only on SIGHUP`,
     reloadable: false,
   }),
   shutdown_grace: setting("shutdownGraceMs", duration(), {

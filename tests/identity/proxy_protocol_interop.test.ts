@@ -1,0 +1,336 @@
+/**
+ * The PROXY parser and gate against the peers operators put in front of dotproxy: HAProxy with
+ * `send-proxy-v2` and `send-proxy` (TCP), dnsdist with `useProxyProtocol=true` (UDP and TCP).
+ * A small backend here applies the gate and answers each query by echoing it with QR set; the
+ * client address the gate reports must be the real client's. With CI=true a missing tool fails
+ * these tests; elsewhere they are ignored.
+ */
+import assert from "node:assert/strict";
+import {
+  type ClientAddress,
+  PrefixedConn,
+  ProxyGate,
+  type StreamOutcome,
+} from "../../lib/identity/proxy_gate.ts";
+import type { ProxyHeader } from "../../lib/identity/proxy_protocol.ts";
+import { parseCidrList } from "../../lib/policy/acl.ts";
+import { systemClock } from "../../lib/sys/clock.ts";
+import { freeUdpPort } from "../helpers/process.ts";
+import { findTool, freePort, haveTool, requireTool } from "../helpers/unbound.ts";
+
+const haveHaproxy = await haveTool("haproxy");
+const haveDnsdist = await haveTool("dnsdist");
+const inCi = Deno.env.get("CI") === "true";
+
+/** One decision of the backend's gate. */
+interface Seen {
+  transport: "udp" | "tcp";
+  ok: boolean;
+  client?: ClientAddress;
+  header?: ProxyHeader | null;
+  reason?: string;
+}
+
+/** A DNS "server" behind the proxy: gate first, then echo the query as a response. */
+class Backend {
+  readonly seen: Seen[] = [];
+  readonly udp: Deno.DatagramConn;
+  readonly tcp: Deno.TcpListener;
+  readonly #loops: Promise<void>[];
+  readonly #conns = new Set<Deno.Conn>();
+
+  constructor(readonly gate: ProxyGate, readonly port: number) {
+    this.udp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port });
+    this.tcp = Deno.listen({ hostname: "127.0.0.1", port });
+    this.#loops = [this.#serveUdp(), this.#serveTcp()];
+  }
+
+  async #serveUdp(): Promise<void> {
+    try {
+      for await (const [d, addr] of this.udp) {
+        const peer = addr as Deno.NetAddr;
+        const o = this.gate.datagram({ hostname: peer.hostname, port: peer.port }, d);
+        this.seen.push(
+          o.ok
+            ? { transport: "udp", ok: true, client: o.client, header: o.header }
+            : { transport: "udp", ok: false, reason: o.reason },
+        );
+        if (o.ok) await this.udp.send(echo(o.payload), addr).catch(() => 0);
+      }
+    } catch { /* closed */ }
+  }
+
+  async #serveTcp(): Promise<void> {
+    const sessions: Promise<void>[] = [];
+    try {
+      for await (const conn of this.tcp) {
+        this.#conns.add(conn);
+        sessions.push(this.#session(conn).finally(() => this.#conns.delete(conn)));
+      }
+    } catch { /* closed */ }
+    await Promise.all(sessions);
+  }
+
+  async #session(conn: Deno.Conn): Promise<void> {
+    const peer = conn.remoteAddr as Deno.NetAddr;
+    try {
+      const o: StreamOutcome = await this.gate.readStream(conn, peer, {
+        clock: systemClock,
+        timeoutMs: 5000,
+      });
+      this.seen.push(
+        o.ok
+          ? { transport: "tcp", ok: true, client: o.client, header: o.header }
+          : { transport: "tcp", ok: false, reason: o.reason },
+      );
+      if (!o.ok) return;
+      const c = new PrefixedConn(conn, o.rest);
+      for (;;) {
+        const len = await readFull(c, 2);
+        if (!len) return;
+        const msg = await readFull(c, (len[0] << 8) | len[1]);
+        if (!msg) return;
+        const answer = echo(msg);
+        await conn.write(Uint8Array.of(answer.length >> 8, answer.length & 0xff, ...answer));
+      }
+    } catch {
+      /* peer gone */
+    } finally {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.udp.close();
+    this.tcp.close();
+    for (const c of this.#conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await Promise.all(this.#loops);
+  }
+}
+
+async function readFull(c: PrefixedConn, n: number): Promise<Uint8Array | null> {
+  const out = new Uint8Array(n);
+  let got = 0;
+  while (got < n) {
+    const r = await c.read(out.subarray(got));
+    if (r === null) return null;
+    got += r;
+  }
+  return out;
+}
+
+/** The query turned into a response (QR set, RA set), question kept: enough for any client. */
+function echo(query: Uint8Array): Uint8Array {
+  const r = query.slice();
+  if (r.length >= 4) {
+    r[2] |= 0x80;
+    r[3] = 0x80;
+  }
+  return r;
+}
+
+function query(id: number): Uint8Array {
+  // id, RD, one question: "example.com. A IN"
+  return Uint8Array.of(
+    id >> 8,
+    id & 0xff,
+    1,
+    0,
+    0,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    7,
+    ...new TextEncoder().encode("example"),
+    3,
+    ...new TextEncoder().encode("com"),
+    0,
+    0,
+    1,
+    0,
+    1,
+  );
+}
+
+function trustLoopback(): ProxyGate {
+  const trusted = parseCidrList(["127.0.0.1/32"]);
+  if (typeof trusted === "string") throw new Error(trusted);
+  return new ProxyGate({ trustedProxies: trusted });
+}
+
+/** Runs a tool until `stop`; resolves once `port` accepts TCP connections. */
+async function startTool(
+  name: string,
+  args: string[],
+  port: number,
+): Promise<{ stop(): Promise<void>; log(): string }> {
+  const bin = await findTool(name);
+  if (!bin) throw new Error(`${name} is not installed`);
+  const child = new Deno.Command(bin, { args, stdin: "null", stdout: "piped", stderr: "piped" })
+    .spawn();
+  let log = "";
+  const dec = new TextDecoder();
+  const drain = (s: ReadableStream<Uint8Array>) =>
+    (async () => {
+      for await (const chunk of s) log = (log + dec.decode(chunk)).slice(-100_000);
+    })().catch(() => {});
+  const drains = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* exited */ }
+    await status;
+    await drains;
+  };
+  for (let i = 0; i < 60; i++) {
+    if (exited) break;
+    try {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      c.close();
+      return { stop, log: () => log };
+    } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 10 * (i + 1)));
+  }
+  await stop();
+  throw new Error(`${name} did not start listening on ${port}:\n${log}`);
+}
+
+async function tcpExchange(
+  port: number,
+  id: number,
+): Promise<{ local: number; answer: Uint8Array }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const q = query(id);
+    await conn.write(Uint8Array.of(0, q.length, ...q));
+    const buf = new Uint8Array(512);
+    let n = 0;
+    while (n < 2 || n < 2 + ((buf[0] << 8) | buf[1])) {
+      const r = await conn.read(buf.subarray(n));
+      if (r === null) throw new Error(`connection closed after ${n} bytes`);
+      n += r;
+    }
+    return { local: (conn.localAddr as Deno.NetAddr).port, answer: buf.slice(2, n) };
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test({
+  name: "HAProxy send-proxy-v2 and send-proxy: the gate sees the real client's address and port",
+  ignore: !haveHaproxy && !inCi,
+  async fn() {
+    assert.ok(await requireTool("haproxy"));
+    const backend = new Backend(trustLoopback(), freePort());
+    const v2Port = freePort();
+    const v1Port = freePort();
+    const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-haproxy-" });
+    const cfg = `${dir}/haproxy.cfg`;
+    await Deno.writeTextFile(
+      cfg,
+      [
+        "global",
+        "  maxconn 100",
+        "defaults",
+        "  mode tcp",
+        "  timeout connect 2s",
+        "  timeout client 5s",
+        "  timeout server 5s",
+        "listen v2",
+        `  bind 127.0.0.1:${v2Port}`,
+        `  server dns 127.0.0.1:${backend.port} send-proxy-v2`,
+        "listen v1",
+        `  bind 127.0.0.1:${v1Port}`,
+        `  server dns 127.0.0.1:${backend.port} send-proxy`,
+        "",
+      ].join("\n"),
+    );
+    const haproxy = await startTool("haproxy", ["-f", cfg, "-db"], v1Port);
+    try {
+      for (const [port, version] of [[v2Port, 2], [v1Port, 1]] as const) {
+        const before = backend.seen.length;
+        const { local, answer } = await tcpExchange(port, 0x4242 + version);
+        assert.equal(answer[0] << 8 | answer[1], 0x4242 + version, "the answer came back");
+        const seen = backend.seen.slice(before).filter((s) => s.transport === "tcp");
+        // HAProxy's readiness probe above also arrived, as a connection with a header.
+        const mine = seen.find((s) => s.client?.port === local);
+        assert.ok(mine, `no decision for client port ${local}: ${JSON.stringify(seen)}`);
+        assert.equal(mine.ok, true);
+        assert.equal(mine.client?.hostname, "127.0.0.1");
+        assert.equal(mine.header?.version, version);
+        assert.equal(mine.header?.transport, "stream");
+      }
+    } finally {
+      await haproxy.stop();
+      await backend.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "dnsdist useProxyProtocol over UDP and TCP: the gate sees the real client's address",
+  ignore: !haveDnsdist && !inCi,
+  async fn() {
+    assert.ok(await requireTool("dnsdist"));
+    const backend = new Backend(trustLoopback(), freePort());
+    const front = freeUdpPort();
+    const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-dnsdist-" });
+    const cfg = `${dir}/dnsdist.conf`;
+    await Deno.writeTextFile(
+      cfg,
+      [
+        `setLocal("127.0.0.1:${front}")`,
+        `newServer({address="127.0.0.1:${backend.port}", useProxyProtocol=true})`,
+        `getServer(0):setUp()`,
+        `setSecurityPollSuffix("")`,
+        "",
+      ].join("\n"),
+    );
+    const dnsdist = await startTool(
+      "dnsdist",
+      ["-C", cfg, "--supervised", "--disable-syslog"],
+      front,
+    );
+    const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    try {
+      const local = (sock.addr as Deno.NetAddr).port;
+      await sock.send(query(0x5151), { transport: "udp", hostname: "127.0.0.1", port: front });
+      const [answer] = await sock.receive();
+      assert.equal(answer[0] << 8 | answer[1], 0x5151);
+      assert.equal(answer[2] & 0x80, 0x80, "a response");
+      const udp = backend.seen.find((s) => s.transport === "udp" && s.client?.port === local);
+      assert.ok(udp, `no UDP decision for port ${local}: ${JSON.stringify(backend.seen)}`);
+      assert.equal(udp.client?.hostname, "127.0.0.1");
+      assert.equal(udp.header?.version, 2);
+      assert.equal(udp.header?.transport, "dgram");
+
+      const tcp = await tcpExchange(front, 0x5252);
+      assert.equal(tcp.answer[0] << 8 | tcp.answer[1], 0x5252);
+      const t = backend.seen.find((s) => s.transport === "tcp" && s.client?.port === tcp.local);
+      assert.ok(t, `no TCP decision for port ${tcp.local}: ${JSON.stringify(backend.seen)}`);
+      assert.equal(t.header?.transport, "stream");
+      assert.ok(backend.seen.every((s) => s.ok), JSON.stringify(backend.seen));
+    } finally {
+      sock.close();
+      await dnsdist.stop();
+      await backend.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
