@@ -10,6 +10,7 @@ import { configWarnings, formatConfigError, isConfigError, loadConfig } from "./
 import { type Config, LOG_LEVELS } from "./lib/config/schema.ts";
 import { openQueryLog, QueryLogError } from "./lib/metrics/log_sinks.ts";
 import type { QueryLog } from "./lib/metrics/query_log.ts";
+import { RoutingStartError } from "./lib/route/live.ts";
 import { BindError, startServer } from "./lib/server.ts";
 import { systemClock } from "./lib/sys/clock.ts";
 import { errText } from "./lib/sys/errors.ts";
@@ -98,7 +99,12 @@ async function main(args: string[]): Promise<number> {
       version: denoJson.version,
     });
   } catch (err) {
-    if (!(err instanceof BindError || err instanceof QueryLogError)) throw err;
+    if (
+      !(err instanceof BindError || err instanceof QueryLogError ||
+        err instanceof RoutingStartError)
+    ) {
+      throw err;
+    }
     log.error("{message}", { message: err.message });
     await queryLog?.close();
     await teardownLogging();

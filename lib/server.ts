@@ -4,7 +4,8 @@
  * fit; main.ts only handles the command line, signals and reload.
  */
 import { ResponseCache } from "./cache/cache.ts";
-import type { Config, ListenerConfig } from "./config/schema.ts";
+import { type Config, DEFAULT_GROUP, forwardingOf, type ListenerConfig } from "./config/schema.ts";
+import { routingSettings } from "./config/sections/routing.ts";
 import { restartNeeded } from "./config/reload.ts";
 import { type AdminServer, startAdmin } from "./admin/server.ts";
 import { listenHttps } from "./listen/https.ts";
@@ -20,8 +21,12 @@ import {
   type ListenerPolicy,
   Pipeline,
   type PipelineOptions,
+  type PipelineRouting,
   type Query,
 } from "./pipeline/pipeline.ts";
+import type { HostsFs } from "./route/hosts_watch.ts";
+import { LiveRouting } from "./route/live.ts";
+import type { Routing } from "./route/routing.ts";
 import { Acl, formatCidr } from "./policy/acl.ts";
 import { RateLimiter } from "./policy/rate_limit.ts";
 import type { Clock } from "./sys/clock.ts";
@@ -40,6 +45,8 @@ export interface ServerDeps {
   dial?: Dialer;
   queryLog?: QueryLog | null;
   version?: string;
+  /** Hosts-file access for split DNS (default: the real file system); tests pass a fake. */
+  hostsFs?: HostsFs;
 }
 
 /** A running proxy. */
@@ -52,6 +59,8 @@ export interface Server {
   readonly cache: ResponseCache | null;
   readonly metrics: Metrics;
   readonly admin: AdminServer | null;
+  /** Split DNS: the running generation (router, rebinding filter) and its hosts watcher. */
+  readonly routing: LiveRouting;
   /**
    * Applies a new configuration without dropping listeners or the cache: upstreams, ACL, rate
    * limits, limits, policy, log settings and certificates. Keys whose table row is not
@@ -76,7 +85,8 @@ const log = logger("server");
 /** The parts of the pipeline a reload replaces. */
 function pipelineOptions(
   config: Config,
-  upstream: UpstreamGroup,
+  upstreams: Upstreams,
+  routing: Routing,
   clock: Clock,
   cache: ResponseCache | null,
   metrics: Metrics,
@@ -92,8 +102,10 @@ function pipelineOptions(
       ipv6Prefix: rl.ipv6Prefix,
       maxBuckets: rl.maxBuckets,
     });
+  const pipelineRouting: PipelineRouting = { ...routing, groups: upstreams.groups };
   return {
-    upstream,
+    upstream: upstreams.group,
+    routing: pipelineRouting,
     clock,
     queryTimeoutMs: config.server.queryTimeoutMs,
     udpMaxSize: config.server.udpMaxSize,
@@ -119,8 +131,12 @@ function pipelineOptions(
 
 /** The upstream side built from one config: what a reload replaces as a whole. */
 interface Upstreams {
+  /** Every group's members. */
   members: ManagedUpstream[];
+  /** The default group (empty when every name is routed elsewhere). */
   group: UpstreamGroup;
+  /** One UpstreamGroup per group name, each with its own members, health and strategy. */
+  groups: Map<string, UpstreamGroup>;
   bootstrap: Bootstrap | undefined;
   close(): Promise<void>;
 }
@@ -131,22 +147,34 @@ function buildUpstreams(config: Config, deps: ServerDeps, metrics: Metrics): Ups
   const bootstrap = f.bootstrap.length > 0
     ? new Bootstrap({ servers: f.bootstrap, clock, random, timeoutMs: f.connectTimeoutMs })
     : undefined;
-  const members = config.upstreams.map((u) =>
-    createUpstream(u, { ...f, clock, random, resolver: bootstrap, dial: deps.dial })
-  );
-  const group = new UpstreamGroup(members, {
-    clock,
-    random,
-    attemptTimeoutMs: f.attemptTimeoutMs,
-    strategy: f.strategy,
-    onResult: (name, kind, ms) => metrics.upstreamResult(name, kind, ms / 1000),
-  });
+  const members: ManagedUpstream[] = [];
+  const groups = new Map<string, UpstreamGroup>();
+  const makeGroup = (name: string, spec: readonly Config["upstreams"][number][]) => {
+    const g = forwardingOf(config, name);
+    const own = spec.map((u) =>
+      createUpstream(u, { ...g, clock, random, resolver: bootstrap, dial: deps.dial })
+    );
+    members.push(...own);
+    return new UpstreamGroup(own, {
+      name,
+      clock,
+      random,
+      attemptTimeoutMs: g.attemptTimeoutMs,
+      strategy: g.strategy,
+      onResult: (member, kind, ms) => metrics.upstreamResult(member, kind, ms / 1000),
+    });
+  };
+  for (const name of new Set(config.upstreams.map((u) => u.group))) {
+    groups.set(name, makeGroup(name, config.upstreams.filter((u) => u.group === name)));
+  }
+  const group = groups.get(DEFAULT_GROUP) ?? makeGroup(DEFAULT_GROUP, []);
   return {
     members,
     group,
+    groups,
     bootstrap,
     async close() {
-      await group.close();
+      await Promise.all([...groups.values()].map((g) => g.close()));
       await bootstrap?.close();
     },
   };
@@ -253,8 +281,29 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     })
     : null;
 
+  const hostsOf = (c: Config) => ({ paths: c.routing.hostsFiles, pollMs: c.routing.hostsPollMs });
+  const settingsOf = (c: Config) =>
+    routingSettings({ ...c, groups: new Set(c.upstreams.map((u) => u.group)) });
+  const showRoutes = (c: Config) =>
+    metrics.showRoutes([...new Set(c.upstreams.map((u) => u.group)), "local"]);
+  let routing: LiveRouting;
+  try {
+    routing = await LiveRouting.start(settingsOf(config), hostsOf(config), {
+      clock,
+      fs: deps.hostsFs,
+      // A hosts file changed: the same configuration with the new local data.
+      onUpdate: (r) =>
+        pipeline.reconfigure(
+          pipelineOptions(config, upstreams, r, clock, cache, metrics, queryLog),
+        ),
+    });
+  } catch (err) {
+    await upstreams.close();
+    throw err;
+  }
+  showRoutes(config);
   const pipeline = new Pipeline(
-    pipelineOptions(config, upstreams.group, clock, cache, metrics, queryLog),
+    pipelineOptions(config, upstreams, routing.current, clock, cache, metrics, queryLog),
   );
   let stopping: Promise<void> | null = null;
   metrics.setSources({
@@ -305,6 +354,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     }
   } catch (err) {
     await Promise.all(listeners.map((l) => l.close()));
+    routing.stop();
     await upstreams.close();
     const url = listeners.length < config.listeners.length
       ? config.listeners[listeners.length].url
@@ -319,7 +369,14 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     // New upstreams first, then swap, then close the old ones (their in-flight queries finish).
     const old = upstreams;
     upstreams = buildUpstreams(next, deps, metrics);
-    pipeline.reconfigure(pipelineOptions(next, upstreams.group, clock, cache, metrics, queryLog));
+    // Routes, records and hosts files: a problem keeps the running ones and is reported.
+    for (const problem of await routing.reload(settingsOf(next), hostsOf(next))) {
+      log.error("reload: {problem}", { problem });
+    }
+    showRoutes(next);
+    pipeline.reconfigure(
+      pipelineOptions(next, upstreams, routing.current, clock, cache, metrics, queryLog),
+    );
     next.listeners.forEach((l, i) => {
       if (i >= listeners.length) return;
       policies[i] = listenerPolicy(next, l);
@@ -358,6 +415,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
           n: pipeline.inFlight,
         });
       }
+      routing.stop();
       await upstreams.close();
       await Promise.all(listeners.map((l) => l.close()));
       await admin?.close();
@@ -371,6 +429,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     cache,
     metrics,
     admin,
+    routing,
     reload,
     stop,
   };

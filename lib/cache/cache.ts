@@ -135,6 +135,12 @@ class Entry {
     readonly lifetime: number,
     /** kind | PREFETCHED | hits * META_HIT. */
     public meta: number,
+    /**
+     * The route the reply was fetched under (lib/route ForwardDecision.cacheTag; 0 without
+     * split DNS): a lookup under another tag misses, so a reload that moves a name to another
+     * group never serves the old group's answer.
+     */
+    readonly tag: number,
   ) {}
 }
 
@@ -247,13 +253,15 @@ export class ResponseCache {
    * Never: TC, other rcodes, zone transfers, responses without a question or whose question does
    * not match `key`, a TTL of 0 from upstream, or an entry larger than maxBytes. The upstream OPT
    * is not stored, only `options` from it (the ones the client should get too, see
-   * relayedOptions), given back with every hit. Returns whether the reply was stored.
+   * relayedOptions), given back with every hit. `tag` is the route it was fetched under (see
+   * lookup). Returns whether the reply was stored.
    */
   store(
     key: string,
     reply: Uint8Array,
     msg: Message,
     options?: readonly EdnsOption[] | null,
+    tag = 0,
   ): boolean {
     const q = msg.question;
     // The reply's question must be the key's (the flag bits and client subnet, which replies do
@@ -301,7 +309,7 @@ export class ResponseCache {
     const size = packed.length + key.length + CACHE_ENTRY_OVERHEAD;
     if (size > this.#maxBytes) return false;
     if (old !== undefined) this.#remove(key, old);
-    this.#entries.set(key, new Entry(data, key, Math.floor(now), lifetime, kind));
+    this.#entries.set(key, new Entry(data, key, Math.floor(now), lifetime, kind, tag));
     this.#bytes += size;
     this.#inserts++;
     this.#evictOverBudget();
@@ -313,16 +321,18 @@ export class ResponseCache {
    * question name (`clientName`, 0x20) and every TTL = max(0, clamp(TTL) − whole seconds of age).
    * Expired entries give null unless `opts.stale` and within staleMaxAge of expiry (not for
    * SERVFAIL): then `stale` and every TTL 30. `prefetch` is set once per stored entry, on a fresh
-   * hit in the last 10% of its lifetime once it has had prefetchMinHits hits.
+   * hit in the last 10% of its lifetime once it has had prefetchMinHits hits. An entry stored
+   * under another route `tag` than the one given is a miss (it stays until replaced or evicted).
    */
   lookup(
     key: string,
     clientId: number,
     clientName: Uint8Array,
     opts?: { stale?: boolean },
+    tag = 0,
   ): CacheHit | null {
     const e = this.#entries.get(key);
-    if (e === undefined) {
+    if (e === undefined || e.tag !== tag) {
       this.#misses++;
       return null;
     }
@@ -365,9 +375,9 @@ export class ResponseCache {
    * True when `key` has an expired entry that could still be served stale: lets the caller arm
    * the RFC 8767 answer timer only when there is something to answer with. Counts nothing.
    */
-  hasStale(key: string): boolean {
+  hasStale(key: string, tag = 0): boolean {
     const e = this.#entries.get(key);
-    if (e === undefined) return false;
+    if (e === undefined || e.tag !== tag) return false;
     const pastMs = this.#clock.now() - this.#epoch - e.storedAt - e.lifetime * 1000;
     return pastMs >= 0 && this.#staleEligible(e, pastMs);
   }

@@ -183,6 +183,10 @@ function base64Body(block: string): boolean {
 
 /** The OS's words for a failed read, without Deno's "readfile '<path>'" suffix. */
 export function osReason(e: unknown): string {
+  if (e instanceof Deno.errors.NotCapable) {
+    return "dotproxy was not given read permission for it: add it to --allow-read " +
+      "(e.g. --allow-read=.,/etc/hosts)";
+  }
   const message = e instanceof Error ? e.message : String(e);
   return message.replace(/,?\s*(readfile|open|stat) '.*'$/s, "").replace(/:\s*$/, "") ||
     "unknown error";

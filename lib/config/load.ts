@@ -28,6 +28,17 @@ import { QUERY_LOG, readQueryLog } from "./sections/query_log.ts";
 import { RATE_LIMIT, readRateLimit } from "./sections/rate_limit.ts";
 import { SERVER } from "./sections/server.ts";
 import { readUpstream, UPSTREAMS } from "./sections/upstreams.ts";
+import { DEFAULT_GROUP, GROUPS, readGroup } from "./sections/groups.ts";
+import {
+  checkRouting,
+  readRecord,
+  readRoute,
+  readRouting,
+  RECORDS,
+  ROUTES,
+  ROUTING,
+} from "./sections/routing.ts";
+import type { LocalRecord } from "../route/records.ts";
 import { readSection, type Section } from "./table.ts";
 
 export * from "./schema.ts";
@@ -130,6 +141,48 @@ async function validate(text: string, opts: ParseOptions): Promise<Config> {
   const admin = readAdmin(root, keys, listeners);
   const queryLog = readQueryLog(section(QUERY_LOG), baseDir);
 
+  // Split DNS: groups, routes, local data.
+  const groupNames = new Set(upstreams.map((u) => u.group));
+  const groups = entries(root, GROUPS, keys, false).map(([t, at]) => {
+    const g = readGroup(t, at, forwarding);
+    if (!groupNames.has(g.name)) {
+      throw new Invalid(
+        keyPath(at, "name"),
+        g.name,
+        `no [[upstreams]] has group = ${JSON.stringify(g.name)}; add group = ` +
+          `${JSON.stringify(g.name)} to the upstreams of this group`,
+      );
+    }
+    return g;
+  });
+  groups.forEach((g, i) => {
+    const first = groups.findIndex((o) => o.name === g.name);
+    if (first < i) {
+      throw new Invalid(`groups[${i}].name`, g.name, `duplicate of groups[${first}].name`);
+    }
+  });
+  const routes = entries(root, ROUTES, keys, false).map(([t, at]) => readRoute(t, at));
+  const records = entries(root, RECORDS, keys, false).map(([t, at]) => readRecord(t, at));
+  if (!groupNames.has(DEFAULT_GROUP) && !routes.some((r) => r.domains.includes("."))) {
+    throw new Invalid(
+      "upstreams",
+      undefined,
+      `every upstream has a group, so names no route covers would have nowhere to go: ` +
+        `leave group out on the upstreams for them (the "${DEFAULT_GROUP}" group), or ` +
+        `add a route for domains = ["."]`,
+    );
+  }
+  const hosts: LocalRecord[][] = [];
+  const hostsWarnings: string[] = [];
+  const routing = readRouting(section(ROUTING), {
+    baseDir,
+    files,
+    hosts,
+    warnings: hostsWarnings,
+  });
+  const parts = { routes, records, routing, groups: groupNames };
+  files.then(() => checkRouting(parts, hosts));
+
   await files.run(opts.readFile);
   return {
     listeners,
@@ -144,6 +197,11 @@ async function validate(text: string, opts: ParseOptions): Promise<Config> {
     policy,
     admin,
     queryLog,
+    groups,
+    routes,
+    records,
+    routing,
+    hostsWarnings,
     path: opts.path,
   };
 }
@@ -164,21 +222,31 @@ function parseToml(text: string): Table {
   }
 }
 
-/** The entries of an [[array of tables]], each with its key path; at least one is required. */
-function entries(root: Table, section: Section, keys: KeyChecker): [Table, string][] {
+/**
+ * The entries of an [[array of tables]], each with its key path; at least one is required unless
+ * `needed` is false.
+ */
+function entries(
+  root: Table,
+  section: Section,
+  keys: KeyChecker,
+  needed = true,
+): [Table, string][] {
   const name = section.name;
   const v = root[name];
   const required = `at least one [[${name}]] entry is required`;
+  if (v === undefined && !needed) return [];
   if (v === undefined) throw new Invalid(name, v, required);
   if (!Array.isArray(v)) {
     const hint = isTable(v) ? `; write [[${name}]] with double brackets` : "";
     throw new Invalid(name, v, `expected an array of tables, got ${describe(v)}${hint}`);
   }
-  if (v.length === 0) throw new Invalid(name, v, required);
+  if (v.length === 0 && needed) throw new Invalid(name, v, required);
   return v.map((item, i) => {
     const at = keyPath(name, i);
     if (!isTable(item)) {
-      throw new Invalid(at, item, `expected a table with a url key, got ${describe(item)}`);
+      const first = Object.keys(section.rows)[0];
+      throw new Invalid(at, item, `expected a table with a ${first} key, got ${describe(item)}`);
     }
     keys.check(item, section, at);
     return [item, at];

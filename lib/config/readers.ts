@@ -287,3 +287,27 @@ export function notAbove(low: Bound, high: Bound, why: [high: string, low: strin
     `must be at least ${keyPath(ls, lk)} (${formatDuration(lms)}, the default), ${why[1]}`,
   );
 }
+
+/** An array of non-empty strings; `example` (a TOML array) is shown in messages. */
+export function stringList(example: string): Reader<string[]> {
+  return (v, path, key) => {
+    if (typeof v === "string") {
+      throw new Invalid(path, v, `expected an array, e.g. ${key} = ${JSON.stringify([v])}`);
+    }
+    if (!Array.isArray(v)) {
+      throw new Invalid(path, v, `expected an array such as ${example}, got ${describe(v)}`);
+    }
+    return v.map((item, i) => {
+      if (typeof item !== "string" || item.trim() === "") {
+        throw new Invalid(
+          keyPath(path, i),
+          item,
+          `expected a non-empty string, got ${
+            typeof item === "string" ? "an empty one" : describe(item)
+          }`,
+        );
+      }
+      return item;
+    });
+  };
+}

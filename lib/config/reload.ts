@@ -21,8 +21,10 @@ export function restartNeeded(running: Config, next: Config): string[] {
     if (Array.isArray(a) && Array.isArray(b)) {
       for (let i = 0; i < Math.max(a.length, b.length); i++) {
         const at = keyPath(section.name, i);
-        if (i >= a.length || i >= b.length) out.push(at);
-        else out.push(...changed(section, a[i], b[i], at));
+        // An entry added or removed needs a restart only where some key does (listeners).
+        if (i >= a.length || i >= b.length) {
+          if (Object.values(section.rows).some((row) => !row.reloadable)) out.push(at);
+        } else out.push(...changed(section, a[i], b[i], at));
       }
     } else if (a === null || b === null) {
       if (a !== b) out.push(section.name);

@@ -9,12 +9,14 @@ import type { AccessConfig } from "./sections/access.ts";
 import type { AdminConfig } from "./sections/admin.ts";
 import type { CacheConfig } from "./sections/cache.ts";
 import type { ForwardingConfig } from "./sections/forwarding.ts";
+import type { GroupConfig } from "./sections/groups.ts";
 import type { LimitsConfig } from "./sections/limits.ts";
 import type { ListenerConfig } from "./sections/listeners.ts";
 import type { LogConfig } from "./sections/log.ts";
 import type { PolicyConfig } from "./sections/policy.ts";
 import type { QueryLogConfig } from "./sections/query_log.ts";
 import type { RateLimitConfig } from "./sections/rate_limit.ts";
+import type { RecordConfig, RouteConfig, RoutingConfig } from "./sections/routing.ts";
 import type { ServerConfig } from "./sections/server.ts";
 import type { UpstreamConfig } from "./sections/upstreams.ts";
 
@@ -51,6 +53,13 @@ export {
   type SyslogQueryLogConfig,
 } from "./sections/query_log.ts";
 export { DEFAULT_RATE_LIMIT, type RateLimitConfig } from "./sections/rate_limit.ts";
+export { DEFAULT_GROUP, forwardingOf, type GroupConfig } from "./sections/groups.ts";
+export {
+  DEFAULT_ROUTING,
+  type RecordConfig,
+  type RouteConfig,
+  type RoutingConfig,
+} from "./sections/routing.ts";
 export { DEFAULT_SERVER, type ServerConfig } from "./sections/server.ts";
 export {
   DEFAULT_UPSTREAM_PORT,
@@ -74,6 +83,15 @@ export interface Config {
   /** null when there is no [admin] section (the admin endpoint is off). */
   admin: AdminConfig | null;
   queryLog: QueryLogConfig;
+  /** [[groups]]: upstream groups with their own [forwarding] settings (others use [forwarding]). */
+  groups: GroupConfig[];
+  /** [[routes]], in config order. */
+  routes: RouteConfig[];
+  /** [[records]], in config order. */
+  records: RecordConfig[];
+  routing: RoutingConfig;
+  /** Lines a hosts file had that were skipped (file:line: why), for warnings. */
+  hostsWarnings: string[];
   /** The config file path, for messages. */
   path: string;
 }

@@ -6,7 +6,7 @@
 import { type Cidr, formatCidr, isPublicAddress } from "../policy/acl.ts";
 import { formatValue } from "./errors.ts";
 import { ipKey } from "./ip.ts";
-import type { AccessConfig, Config } from "./schema.ts";
+import { type AccessConfig, type Config, DEFAULT_GROUP } from "./schema.ts";
 
 /** One human line per risky setting in `config`, in config order; empty when there is none. */
 export function configWarnings(config: Config): string[] {
@@ -64,6 +64,18 @@ export function configWarnings(config: Config): string[] {
       );
     }
   }
+
+  // Split DNS: a group that no route sends names to only costs connections.
+  const routed = new Set([DEFAULT_GROUP, ...config.routes.map((r) => r.group)]);
+  const unused = [...new Set(config.upstreams.map((u) => u.group))].filter((g) => !routed.has(g));
+  for (const g of unused) {
+    const urls = config.upstreams.filter((u) => u.group === g).map((u) => u.url).join(", ");
+    out.push(
+      `upstreams group = ${formatValue(g)} (${urls}): no [[routes]] entry has group = ` +
+        `${formatValue(g)}, so these upstreams get no queries; add a route or remove them`,
+    );
+  }
+  for (const w of config.hostsWarnings) out.push(w);
 
   const admin = config.admin;
   if (admin !== null) {

@@ -308,6 +308,10 @@ export class Metrics {
   #prefetches = 0;
   /** Extended DNS Errors sent, by code (a small table: lib/dns/ede.ts). */
   readonly #edes = new Map<EdeCode, number>();
+  /** Split DNS: queries by route label (a group, local, blocked, refused); see `routed`. */
+  readonly #routes = new Map<string, number>();
+  /** Rebinding protection: answers filtered, [remove, refuse]. */
+  readonly #rebinding = [0, 0];
   /** Queries lost to an unexpected error in the query path, by protocol. */
   readonly #internalErrors = new Float64Array(NP);
   readonly #upstreams = new Map<string, Recorder>();
@@ -358,6 +362,24 @@ export class Metrics {
   /** An answer decided here carried this RFC 8914 Extended DNS Error to an EDNS client. */
   extendedError(code: EdeCode): void {
     this.#edes.set(code, (this.#edes.get(code) ?? 0) + 1);
+  }
+
+  /**
+   * A query was routed (split DNS): `route` is its group, or local, blocked or refused (lib/route
+   * routeLabel). The labels come from the configuration, so the series are bounded.
+   */
+  routed(route: string): void {
+    this.#routes.set(route, (this.#routes.get(route) ?? 0) + 1);
+  }
+
+  /** Route labels whose series should exist (at zero) before their first query. */
+  showRoutes(routes: Iterable<string>): void {
+    for (const r of routes) if (!this.#routes.has(r)) this.#routes.set(r, 0);
+  }
+
+  /** An upstream answer had private addresses removed, or was refused (rebinding protection). */
+  rebindingFiltered(action: "remove" | "refuse"): void {
+    this.#rebinding[action === "remove" ? 0 : 1]++;
   }
 
   /** A query whose handling threw (a bug): answered SERVFAIL if readable, by the query guard. */
@@ -487,6 +509,25 @@ export class Metrics {
         for (const [code, name] of EDE_LABELS) {
           emit({ code: String(code), name }, this.#edes.get(code) ?? 0);
         }
+      },
+    );
+    counter(
+      "dotproxy_route_queries_total",
+      "Queries by split-DNS route: the upstream group the name is routed to, or local (answered " +
+        "from local zones and records), blocked (action nxdomain) or refused (action refuse).",
+      ["route"],
+      (emit) => {
+        for (const [route, n] of this.#routes) emit({ route }, n);
+      },
+    );
+    counter(
+      "dotproxy_rebinding_filtered_total",
+      "Upstream answers with private addresses for a public name (rebinding protection): " +
+        "remove (the addresses were taken out) or refuse (the answer was refused).",
+      ["action"],
+      (emit) => {
+        emit({ action: "remove" }, this.#rebinding[0]);
+        emit({ action: "refuse" }, this.#rebinding[1]);
       },
     );
     counter(

@@ -24,6 +24,11 @@ export interface QueryLogEntry {
   rcode: number;
   /** The upstream that answered, or null (cache hit, local answer, failure). */
   upstream: string | null;
+  /**
+   * Split DNS: the upstream group the name is routed to, or `local`, `blocked`, `refused` for
+   * names answered here (lib/route routeLabel); null before routing (refused, malformed).
+   */
+  route?: string | null;
   cacheHit: boolean;
   /** Time from receipt to answer, in milliseconds. */
   durationMs: number;
@@ -69,6 +74,7 @@ function fields(
     ["type", typeName(e.qtype)],
     ["rcode", rcodeName(e.rcode)],
     ["upstream", e.upstream],
+    ["route", e.route ?? null],
     ["cache_hit", e.cacheHit],
     ["duration_ms", Math.round(e.durationMs * 1000) / 1000],
   ];
@@ -77,7 +83,7 @@ function fields(
 /**
  * Formats one query-log line (no newline). Pure, so the format is tested without I/O:
  * `{"time":"…Z","client":…,"protocol":…,"name":…,"type":"A","rcode":"NOERROR","upstream":…,
- * "cache_hit":false,"duration_ms":1.234}`, or the same keys as logfmt.
+ * "route":…,"cache_hit":false,"duration_ms":1.234}`, or the same keys as logfmt.
  */
 export function formatQueryLogLine(
   entry: QueryLogEntry,

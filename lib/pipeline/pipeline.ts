@@ -44,6 +44,13 @@ import { nameFromString, nameKey, nameToString } from "../dns/wire.ts";
 import type { AnyQueryAction, NonRecursiveAction } from "../config/enums.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { QueryLog } from "../metrics/query_log.ts";
+import type { RebindingFilter } from "../route/rebinding.ts";
+import {
+  type ForwardDecision,
+  type RouteDecision,
+  routeLabel,
+  type Router,
+} from "../route/router.ts";
 import type { Acl } from "../policy/acl.ts";
 import { Admission, type RateLimiter } from "../policy/rate_limit.ts";
 import type { Clock } from "../sys/clock.ts";
@@ -124,8 +131,22 @@ export interface PipelineOptions {
    * {@link DEFAULT_CHAOS_IDENTITY}) refuses them. Class CH never goes upstream.
    */
   chaosIdentity?: string | null;
+  /**
+   * Split DNS (lib/route): each name's route answers it here (local data, local zones, blocked
+   * names) or picks the upstream group it goes to; null sends every name to `upstream`.
+   */
+  routing?: PipelineRouting | null;
   metrics?: Metrics | null;
   queryLog?: QueryLog | null;
+}
+
+/** Split DNS as the pipeline uses it: one generation, swapped whole on reload. */
+export interface PipelineRouting {
+  router: Router;
+  /** The upstreams of each group a route can name (the default group included). */
+  groups: ReadonlyMap<string, Upstream>;
+  /** Rebinding protection, or null when off. */
+  rebinding: RebindingFilter | null;
 }
 
 /** Default of {@link PipelineOptions.nonRecursive}. */
@@ -156,6 +177,9 @@ const EDE = {
   stale: ede(EdeCode.STALE_ANSWER),
   staleNxdomain: ede(EdeCode.STALE_NXDOMAIN_ANSWER),
   cachedError: ede(EdeCode.CACHED_ERROR),
+  blocked: ede(EdeCode.BLOCKED, "blocked by a route"),
+  rebinding: ede(EdeCode.BLOCKED, "private address for a public name (rebinding protection)"),
+  localClass: ede(EdeCode.NOT_SUPPORTED, "local data exists in class IN only"),
 } as const;
 
 /** Upstream failure kind → its EDE ("upstream timeout"), built on first use (kinds are few). */
@@ -200,7 +224,10 @@ function isFailureRcode(rcode: number): boolean {
 /** An upstream reply shared by every client waiting for the same key. */
 type Forwarded =
   | { ok: true; reply: Uint8Array; msg: Message; upstream: string }
-  | { ok: false; kind: UpstreamErrorKind; message: string };
+  | { ok: false; kind: UpstreamErrorKind | typeof REBINDING_REFUSED; message: string };
+
+/** A Forwarded failure kind: rebinding protection refused the upstream's answer. */
+const REBINDING_REFUSED = "rebinding";
 
 /** A query that must go upstream, with what was learned deciding so. */
 interface Miss {
@@ -212,6 +239,8 @@ interface Miss {
   ecs: ClientSubnet | null;
   /** Pad the answer (an encrypted transport and a padded query). */
   pad: boolean;
+  /** Split DNS: the route (the upstream group) the name goes to; null without routing. */
+  route: ForwardDecision | null;
 }
 
 /** What an answer built or relayed here carries besides its bytes. */
@@ -387,6 +416,29 @@ export class Pipeline {
       const any = this.opts.anyQueries === "refuse" ? null : minimalAnyReply(msg);
       return any ? local(any) : refuse(Rcode.REFUSED, EDE.any);
     }
+    // Split DNS: local data, local zones and blocked names are answered here (RD=0 too, as an
+    // authoritative server would) and never cached; other names go to their route's group.
+    let route: ForwardDecision | null = null;
+    const routing = this.opts.routing;
+    if (routing) {
+      const d = routing.router.route(question.name);
+      if (d.kind !== "forward") {
+        const answer = d.answer(msg)!;
+        const blocked = d.kind === "block";
+        if ((answer[3] & 0x0f) === Rcode.REFUSED && !limited && !this.#withinErrorBudget(query)) {
+          return null;
+        }
+        const why = blocked
+          ? EDE.blocked
+          : (answer[3] & 0x0f) === Rcode.REFUSED
+          ? EDE.localClass
+          : null;
+        const bytes = this.#finish(answer, msg, pad, { ede: why, authoritative: true });
+        const outcome = { bytes, cacheHit: false, upstream: null };
+        return this.#done(query, started, msg, outcome, maxUdpSize, d);
+      }
+      route = d;
+    }
     // RD=0 is a question about our cache (Unbound answers it from the cache only): refused by
     // default, so no client can snoop what others looked up.
     if ((msg.header.flags & Flag.RD) === 0 && this.opts.nonRecursive !== "forward") {
@@ -401,9 +453,9 @@ export class Pipeline {
     const key = cacheKey(msg, ecs);
     const cache = this.opts.cache;
     if (cache) {
-      const hit = cache.lookup(key, msg.header.id, question.name);
+      const hit = cache.lookup(key, msg.header.id, question.name, undefined, route?.cacheTag);
       if (hit) {
-        if (hit.prefetch && this.opts.prefetch) this.#prefetch(key, bytes, msg, ecs);
+        if (hit.prefetch && this.opts.prefetch) this.#prefetch(key, bytes, msg, ecs, route);
         // A remembered SERVFAIL says so (RFC 8914 13 Cached Error).
         const cachedError = (hit.bytes[3] & 0x0f) === Rcode.SERVFAIL ? EDE.cachedError : null;
         const extras = { ede: cachedError, relayed: this.#relayedFor(hit.options, ecs) };
@@ -412,7 +464,7 @@ export class Pipeline {
           cacheHit: true,
           upstream: null,
         };
-        return this.#done(query, started, msg, outcome, maxUdpSize);
+        return this.#done(query, started, msg, outcome, maxUdpSize, route);
       }
     }
     // Misses wait on upstreams: past max_in_flight they are shed, not queued without bound.
@@ -422,7 +474,7 @@ export class Pipeline {
       metrics?.dropped(transport, "overload");
       return null;
     }
-    return { miss: true, msg, key, maxUdpSize, ecs, pad };
+    return { miss: true, msg, key, maxUdpSize, ecs, pad, route };
   }
 
   /**
@@ -439,17 +491,20 @@ export class Pipeline {
   /** A miss: upstream (coalesced, with serve-stale as the fallback), then SERVFAIL. */
   async #resolve(query: Query, miss: Miss, started: number): Promise<Answer> {
     const outcome = await this.#upstreamOutcome(query.bytes, miss, started);
-    return this.#done(query, started, miss.msg, outcome, miss.maxUdpSize);
+    return this.#done(query, started, miss.msg, outcome, miss.maxUdpSize, miss.route);
   }
 
   async #upstreamOutcome(bytes: Uint8Array, miss: Miss, started: number): Promise<Outcome> {
     const { cache, serveStale } = this.opts;
-    const { msg, key, ecs, pad } = miss;
+    const { msg, key, ecs, pad, route } = miss;
     const id = msg.header.id;
     const name = msg.question!.name;
-    const work = this.#coalescer.run(key, () => this.#forward(key, bytes, msg, ecs, started));
+    const work = this.#coalescer.run(
+      key,
+      () => this.#forward(key, bytes, msg, ecs, started, route),
+    );
     const stale = (): Outcome | null => {
-      const hit = cache?.lookup(key, id, name, { stale: true });
+      const hit = cache?.lookup(key, id, name, { stale: true }, route?.cacheTag);
       if (!hit) return null;
       // RFC 8914: say the answer is stale (19 for a stale NXDOMAIN).
       const nx = (hit.bytes[3] & 0x0f) === Rcode.NXDOMAIN;
@@ -460,7 +515,7 @@ export class Pipeline {
       return { bytes: this.#finish(hit.bytes, msg, pad, extras), cacheHit: true, upstream: null };
     };
     let result: Forwarded | "stale";
-    if (cache && serveStale && cache.hasStale(key)) {
+    if (cache && serveStale && cache.hasStale(key, route?.cacheTag)) {
       // RFC 8767: if the upstreams are slow and an expired answer exists, answer with it now;
       // the refresh carries on and updates the cache.
       let cancel = () => {};
@@ -493,6 +548,14 @@ export class Pipeline {
       restoreQuestionCase(out, name);
       return { bytes: out, cacheHit: false, upstream: result.upstream };
     }
+    if (result.kind === REBINDING_REFUSED) {
+      const refused = errorAnswer(msg, Rcode.REFUSED);
+      return {
+        bytes: this.#finish(refused, msg, pad, { ede: EDE.rebinding }),
+        cacheHit: false,
+        upstream: null,
+      };
+    }
     const fallback = serveStale ? stale() : null;
     if (fallback) return fallback;
     const rcode = rcodeForUpstreamError(result.kind);
@@ -509,10 +572,14 @@ export class Pipeline {
     msg: Message,
     ecs: ClientSubnet | null,
     started: number,
+    route: ForwardDecision | null,
   ): Promise<Forwarded> {
     // The upstream rewrites the query for its own hop (fresh OPT, padding: lib/dns/edns.ts).
     const deadline = started + this.opts.queryTimeoutMs;
-    const r = await this.opts.upstream.exchange(bytes, msg.question!, deadline);
+    // A routed name goes to its group's upstreams only, never to another group's.
+    const upstream = route ? this.opts.routing?.groups.get(route.group) : this.opts.upstream;
+    if (!upstream) return { ok: false, kind: "down", message: `no upstream group ${route?.group}` };
+    const r = await upstream.exchange(bytes, msg.question!, deadline);
     if (!r.ok) {
       const { error } = r;
       log.debug("{name} {qtype} failed upstream: {kind} {reason}", () => ({
@@ -537,21 +604,45 @@ export class Pipeline {
       }
       replyMsg = decoded.value;
     }
+    let reply = r.reply;
+    // Rebinding protection, before the cache: what is stored is what clients may see.
+    const rebinding = route ? this.opts.routing?.rebinding : null;
+    if (rebinding) {
+      const filtered = rebinding.apply(reply, replyMsg, route!.allowPrivate);
+      if (filtered.kind !== "clean") {
+        this.opts.metrics?.rebindingFiltered(filtered.kind === "refuse" ? "refuse" : "remove");
+      }
+      if (filtered.kind === "refuse") {
+        return { ok: false, kind: REBINDING_REFUSED, message: "private address (rebinding)" };
+      }
+      if (filtered.kind === "filtered") {
+        const decoded = decodeMessage(filtered.bytes);
+        if (!decoded.ok) return { ok: false, kind: "protocol", message: decoded.error.message };
+        reply = filtered.bytes;
+        replyMsg = decoded.value;
+      }
+    }
     const relayed = relayedOptions(replyMsg.edns, ecs !== null);
     // A scope narrower than the client's source prefix (RFC 7871 §7.3.1) would need a finer key
     // than the subnet as sent: such an answer goes to the clients waiting now, and is not cached.
     if (!ecs || ecsScope(relayed) <= ecs.sourcePrefix) {
-      this.opts.cache?.store(key, r.reply, replyMsg, relayed);
+      this.opts.cache?.store(key, reply, replyMsg, relayed, route?.cacheTag);
     }
-    return { ok: true, reply: r.reply, msg: replyMsg, upstream: r.upstream };
+    return { ok: true, reply, msg: replyMsg, upstream: r.upstream };
   }
 
   /** Refreshes a popular entry before it expires; joins a refresh already under way. */
-  #prefetch(key: string, bytes: Uint8Array, msg: Message, ecs: ClientSubnet | null): void {
+  #prefetch(
+    key: string,
+    bytes: Uint8Array,
+    msg: Message,
+    ecs: ClientSubnet | null,
+    route: ForwardDecision | null,
+  ): void {
     this.opts.metrics?.prefetched();
     const copy = bytes.slice(); // the listener may reuse its buffer
-    this.#coalescer.run(key, () => this.#forward(key, copy, msg, ecs, this.opts.clock.now()))
-      .catch(() => {});
+    const now = this.opts.clock.now();
+    this.#coalescer.run(key, () => this.#forward(key, copy, msg, ecs, now, route)).catch(() => {});
   }
 
   /**
@@ -615,9 +706,12 @@ export class Pipeline {
     msg: Message | null,
     outcome: Outcome,
     maxUdpSize: number,
+    route: RouteDecision | null = null,
   ): Answer {
     const { metrics, queryLog, clock } = this.opts;
     if (metrics || queryLog) {
+      const label = route ? routeLabel(route) : null;
+      if (label) metrics?.routed(label);
       const seconds = (clock.now() - started) / 1000;
       const rcode = outcome.bytes[3] & 0x0f;
       const qtype = msg?.question?.qtype ?? 0;
@@ -629,6 +723,7 @@ export class Pipeline {
         qtype,
         rcode,
         upstream: outcome.upstream,
+        route: label,
         cacheHit: outcome.cacheHit,
         durationMs: seconds * 1000,
       });

@@ -65,6 +65,13 @@ export interface ForwardDecision {
   readonly allowPrivate: boolean;
   /** Stable identity of what this decision does, for cache validity across reloads. */
   readonly key: string;
+  /**
+   * A small integer standing for `key` and the settings that shape cached answers (the
+   * rebinding filter: RouterOptions.cacheSalt). Cache entries carry the tag of the decision they
+   * were fetched under; a hit whose tag differs (a reload moved the name) counts as a miss.
+   * Never 0, which stands for "no router".
+   */
+  readonly cacheTag: number;
 }
 
 /** Answered here from local data or a locally served zone. */
@@ -99,6 +106,12 @@ export interface RouterOptions {
   groups?: ReadonlySet<string>;
   /** Where unrouted names go (default DEFAULT_GROUP). */
   defaultGroup?: string;
+  /**
+   * Settings other than the route that change what a forwarded answer looks like once cached
+   * (the rebinding filter's), folded into every ForwardDecision.cacheTag: changing them makes
+   * entries fetched before a miss.
+   */
+  cacheSalt?: string;
 }
 
 /** The label a decision is counted under in metrics and shown in the query log. */
@@ -110,8 +123,24 @@ export function routeLabel(d: RouteDecision): string {
 const NOBODY_INVALID = parseDomainName("nobody.invalid", "rname") as Uint8Array;
 const LOCALHOST = parseDomainName("localhost", "mname") as Uint8Array;
 
-function forward(group: string, suffix: string, allowPrivate: boolean): ForwardDecision {
-  return { kind: "forward", group, suffix, allowPrivate, key: `forward:${group}:${allowPrivate}` };
+/** Cache tags by key and salt: the same decision gets the same tag in every generation. */
+const cacheTags = new Map<string, number>();
+
+function cacheTagOf(key: string, salt: string): number {
+  const id = `${key}\n${salt}`;
+  let tag = cacheTags.get(id);
+  if (tag === undefined) cacheTags.set(id, tag = cacheTags.size + 1);
+  return tag;
+}
+
+function forward(
+  group: string,
+  suffix: string,
+  allowPrivate: boolean,
+  salt: string,
+): ForwardDecision {
+  const key = `forward:${group}:${allowPrivate}`;
+  return { kind: "forward", group, suffix, allowPrivate, key, cacheTag: cacheTagOf(key, salt) };
 }
 
 function block(action: "nxdomain" | "refuse", apex: Uint8Array): BlockDecision {
@@ -145,11 +174,16 @@ export class Router {
   /** Zones by decision, to find the SOA for NODATA at a record name inside a zone. */
   readonly #zones = new Map<RouteDecision, LocalZone>();
 
-  private constructor(table: SuffixTable<RouteDecision>, data: LocalData, defaultGroup: string) {
+  private constructor(
+    table: SuffixTable<RouteDecision>,
+    data: LocalData,
+    defaultGroup: string,
+    salt: string,
+  ) {
     this.#table = table;
     this.#data = data;
     this.#hasData = data.size > 0;
-    this.#default = forward(defaultGroup, ".", false);
+    this.#default = forward(defaultGroup, ".", false, salt);
     this.#records = {
       kind: "local",
       suffix: "records",
@@ -174,6 +208,7 @@ export class Router {
   static build(opts: RouterOptions = {}): Router | RouteError[] {
     const errors: RouteError[] = [];
     const defaultGroup = opts.defaultGroup ?? DEFAULT_GROUP;
+    const salt = opts.cacheSalt ?? "";
     const data = opts.data ?? new LocalData();
     const table = new SuffixTable<RouteDecision>();
     const zones = new Map<RouteDecision, LocalZone>();
@@ -217,7 +252,7 @@ export class Router {
           const allowPrivate = apex.length > 1 && rule.group !== defaultGroup;
           const k = `${rule.group}:${allowPrivate}`;
           let f = forwards.get(k);
-          if (!f) forwards.set(k, f = forward(rule.group!, ".", allowPrivate));
+          if (!f) forwards.set(k, f = forward(rule.group!, ".", allowPrivate, salt));
           // One object per suffix so logs can show it; key stays per group.
           decision = { ...f, suffix };
         } else if (rule.action === "local") {
@@ -251,7 +286,7 @@ export class Router {
         zones.set(decision, zone);
       }
     }
-    const router = new Router(table, data, defaultGroup);
+    const router = new Router(table, data, defaultGroup, salt);
     for (const [d, z] of zones) router.#zones.set(d, z);
     return router;
   }

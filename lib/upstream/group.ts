@@ -32,6 +32,8 @@ export const STRATEGIES: readonly Strategy[] = ["failover", "round_robin", "fast
 
 /** Collaborators and tuning of a group. */
 export interface GroupOptions {
+  /** The group's name in logs and errors (split DNS: the upstream group). Default "group". */
+  name?: string;
   clock: Clock;
   /** One try at one member before the next. */
   attemptTimeoutMs: number;
@@ -50,7 +52,7 @@ export const RTT_WEIGHT = 0.3;
 
 /** Sends each query to its members according to a strategy. */
 export class UpstreamGroup implements Upstream {
-  readonly name = "group";
+  readonly name: string;
   readonly strategy: Strategy;
   #rtt = new Map<GroupMember, number>();
   #next = 0;
@@ -59,6 +61,7 @@ export class UpstreamGroup implements Upstream {
     private readonly members: readonly GroupMember[],
     private readonly opts: GroupOptions,
   ) {
+    this.name = opts.name ?? "group";
     this.strategy = opts.strategy ?? "failover";
     if (this.strategy === "fastest" && !opts.random) {
       throw new RangeError("the fastest strategy needs a Random");

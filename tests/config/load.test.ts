@@ -53,6 +53,7 @@ const upstream = (fields: Partial<UpstreamConfig>): UpstreamConfig => ({
   port: 853,
   tlsName: "cloudflare-dns.com",
   caCerts: [],
+  group: "default",
   ...fields,
 });
 
@@ -517,7 +518,8 @@ url = "tls://dns.example.net:8853"
 tls_name = "other.example.net"
 `,
     check: (c) => {
-      assert.deepEqual(c.upstreams, [
+      assert.ok(c.upstreams.every((u) => u.group === "default"));
+      assert.deepEqual(c.upstreams.map(({ group: _, ...u }) => u), [
         {
           url: "https://cloudflare-dns.com/dns-query",
           protocol: "https",

@@ -2,7 +2,9 @@
  * Starts dotproxy in-process for integration tests: listeners on 127.0.0.1 with OS-chosen ports,
  * the given upstreams trusted through the test CA, and a fake clock unless told otherwise.
  */
-import { isConfigError, parseConfig } from "../../lib/config/load.ts";
+import { type FileReader, isConfigError, parseConfig } from "../../lib/config/load.ts";
+import type { QueryLog } from "../../lib/metrics/query_log.ts";
+import type { HostsFs } from "../../lib/route/hosts_watch.ts";
 import type { Config } from "../../lib/config/schema.ts";
 import { type Server, startServer } from "../../lib/server.ts";
 import type { Clock } from "../../lib/sys/clock.ts";
@@ -34,6 +36,7 @@ export async function testConfig(
   upstreams: UpstreamAddr[],
   extraToml = "",
   listenOn = "127.0.0.1",
+  readFile: FileReader = (p) => Deno.readTextFile(p),
 ): Promise<Config> {
   const bracket = (h: string) => (h.includes(":") ? `[${h}]` : h);
   const toml = [
@@ -48,7 +51,7 @@ export async function testConfig(
   const config = await parseConfig(toml, {
     path: "test.toml",
     baseDir: "/",
-    readFile: (p) => Deno.readTextFile(p),
+    readFile,
   });
   if (isConfigError(config)) throw new Error(`test config invalid: ${config.message}`);
   for (const l of config.listeners) l.port = 0; // let the OS choose
@@ -59,11 +62,25 @@ export async function testConfig(
 /** Starts the proxy; `clock` defaults to a FakeClock that only moves when the test advances it. */
 export async function startProxy(
   upstreams: UpstreamAddr[],
-  opts: { extraToml?: string; clock?: Clock; listenOn?: string } = {},
+  opts: {
+    extraToml?: string;
+    clock?: Clock;
+    listenOn?: string;
+    /** Reads files the config names (hosts files); default: the real file system. */
+    readFile?: FileReader;
+    /** Hosts-file access of the running server (split DNS); default: the real file system. */
+    hostsFs?: HostsFs;
+    queryLog?: QueryLog;
+  } = {},
 ): Promise<TestProxy> {
-  const config = await testConfig(upstreams, opts.extraToml, opts.listenOn);
+  const config = await testConfig(upstreams, opts.extraToml, opts.listenOn, opts.readFile);
   const clock = (opts.clock ?? new FakeClock()) as FakeClock;
-  const server = await startServer(config, { clock, random: cryptoRandom() });
+  const server = await startServer(config, {
+    clock,
+    random: cryptoRandom(),
+    hostsFs: opts.hostsFs,
+    queryLog: opts.queryLog,
+  });
   const [udp, tcp] = server.listeners.map((l) => ({
     hostname: l.addr.hostname,
     port: l.addr.port,

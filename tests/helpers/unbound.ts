@@ -194,3 +194,62 @@ async function startOnce(
 
   return { port, hostname, log: () => log, stop };
 }
+
+/** The internal zone `internalUnboundConfig` serves, with its names and addresses. */
+export const CORP_ZONE = {
+  zone: "corp.test",
+  www: "10.1.2.3",
+  db: "10.1.2.4",
+  /** A name inside the zone with a public address. */
+  pub: "198.51.100.7",
+} as const;
+
+/**
+ * unbound.conf for an internal plain-DNS resolver (UDP and TCP, no TLS) on `port`: it serves
+ * `corp.test` (www, db, pub A records, an SOA) and the reverse name of www under
+ * 10.in-addr.arpa, logs every query it gets (`log-queries`), and refuses everything else.
+ */
+export function internalUnboundConfig(port: number, dir: string): string {
+  return [
+    "server:",
+    "  verbosity: 1",
+    "  log-queries: yes",
+    '  username: ""',
+    '  chroot: ""',
+    `  directory: "${dir}"`,
+    "  do-daemonize: no",
+    "  use-syslog: no",
+    '  logfile: ""',
+    '  pidfile: ""',
+    "  num-threads: 1",
+    "  so-reuseport: no",
+    `  interface: 127.0.0.1@${port}`,
+    `  port: ${port}`,
+    "  do-ip4: yes",
+    "  do-ip6: no",
+    "  do-udp: yes",
+    "  do-tcp: yes",
+    "  access-control: 127.0.0.0/8 allow",
+    "  do-not-query-localhost: yes",
+    '  module-config: "iterator"',
+    '  local-zone: "." refuse',
+    `  local-zone: "${CORP_ZONE.zone}." static`,
+    `  local-data: "${CORP_ZONE.zone}. 300 IN SOA ns.${CORP_ZONE.zone}. admin.${CORP_ZONE.zone}. 1 3600 600 86400 300"`,
+    `  local-data: "www.${CORP_ZONE.zone}. 300 IN A ${CORP_ZONE.www}"`,
+    `  local-data: "db.${CORP_ZONE.zone}. 300 IN A ${CORP_ZONE.db}"`,
+    `  local-data: "pub.${CORP_ZONE.zone}. 300 IN A ${CORP_ZONE.pub}"`,
+    '  local-zone: "10.in-addr.arpa." static',
+    `  local-data-ptr: "${CORP_ZONE.www} www.${CORP_ZONE.zone}"`,
+    "remote-control:",
+    "  control-enable: no",
+    "",
+  ].join("\n");
+}
+
+/** The unbound.conf of `unboundConfig` with every query logged (to check what it was asked). */
+export function loggingUnboundConfig(port: number, dir: string): string {
+  return unboundConfig(port, dir).replace(
+    "  verbosity: 1\n",
+    "  verbosity: 1\n  log-queries: yes\n",
+  );
+}

@@ -25,6 +25,7 @@ function entry(over: Partial<QueryLogEntry> = {}): QueryLogEntry {
     qtype: 1,
     rcode: 0,
     upstream: "tls://1.1.1.1:853",
+    route: "default",
     cacheHit: false,
     durationMs: 12.3456,
     ...over,
@@ -74,7 +75,7 @@ Deno.test("a query-log line is one JSON object with the documented keys in order
     line,
     '{"time":"2025-01-02T03:04:05.678Z","client":"192.0.2.7","protocol":"udp",' +
       '"name":"www.example.com.","type":"A","rcode":"NOERROR","upstream":"tls://1.1.1.1:853",' +
-      '"cache_hit":false,"duration_ms":12.346}',
+      '"route":"default","cache_hit":false,"duration_ms":12.346}',
   );
 });
 
@@ -97,11 +98,11 @@ Deno.test("names with quotes or control bytes stay valid JSON and escaped logfmt
   const name = new Uint8Array([5, 0x61, 0x22, 0x20, 0x0a, 0x62, 0]); // a" \nb.
   const parsed = JSON.parse(formatQueryLogLine(entry({ name }), T0));
   assert.equal(parsed.name, 'a"\\032\\010b.');
-  const text = formatQueryLogLine(entry({ name, upstream: null }), T0, "text");
+  const text = formatQueryLogLine(entry({ name, upstream: null, route: null }), T0, "text");
   assert.equal(
     text,
     'time=2025-01-02T03:04:05.678Z client=192.0.2.7 protocol=udp name="a\\"\\\\032\\\\010b." ' +
-      "type=A rcode=NOERROR upstream=- cache_hit=false duration_ms=12.346",
+      "type=A rcode=NOERROR upstream=- route=- cache_hit=false duration_ms=12.346",
   );
 });
 

@@ -238,6 +238,7 @@ Deno.test("a query log opened with a UDP syslog sink delivers each query to the 
       type: "AAAA",
       rcode: "NXDOMAIN",
       upstream: null,
+      route: null,
       cache_hit: true,
       duration_ms: 0.05,
     });

@@ -2,33 +2,12 @@ import assert from "node:assert/strict";
 import { nameToString } from "../../lib/dns/wire.ts";
 import {
   DEFAULT_HOSTS_POLL_MS,
-  type FileVersion,
   formatHostsProblem,
-  type HostsFs,
   type HostsLoad,
   HostsWatcher,
 } from "../../lib/route/hosts_watch.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
-
-/** An in-memory file system; every write bumps the file's mtime. */
-class FakeFs implements HostsFs {
-  files = new Map<string, { text: string; mtimeMs: number; ino: number }>();
-  reads = 0;
-  #tick = 0;
-  write(path: string, text: string, ino = 1): void {
-    this.files.set(path, { text, mtimeMs: ++this.#tick, ino });
-  }
-  stat(path: string): Promise<FileVersion> {
-    const f = this.files.get(path);
-    if (!f) return Promise.reject(new Deno.errors.NotFound(`no such file: ${path}`));
-    return Promise.resolve({ mtimeMs: f.mtimeMs, size: f.text.length, ino: f.ino });
-  }
-  readText(path: string): Promise<string> {
-    this.reads++;
-    const f = this.files.get(path);
-    return f ? Promise.resolve(f.text) : Promise.reject(new Deno.errors.NotFound(path));
-  }
-}
+import { FakeHostsFs as FakeFs } from "../helpers/fake_hosts_fs.ts";
 
 function names(load: HostsLoad): string[] {
   return load.records.filter((r) => r.type !== 12).map((r) => nameToString(r.owner));

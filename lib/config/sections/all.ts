@@ -8,12 +8,14 @@ import { ACCESS } from "./access.ts";
 import { ADMIN } from "./admin.ts";
 import { CACHE } from "./cache.ts";
 import { FORWARDING } from "./forwarding.ts";
+import { GROUPS } from "./groups.ts";
 import { LIMITS } from "./limits.ts";
 import { LISTENERS } from "./listeners.ts";
 import { LOG } from "./log.ts";
 import { POLICY } from "./policy.ts";
 import { QUERY_LOG } from "./query_log.ts";
 import { RATE_LIMIT } from "./rate_limit.ts";
+import { RECORDS, ROUTES, ROUTING } from "./routing.ts";
 import { SERVER } from "./server.ts";
 import { UPSTREAMS } from "./upstreams.ts";
 
@@ -31,4 +33,8 @@ export const SECTIONS: readonly Section[] = Object.freeze([
   POLICY,
   ADMIN,
   QUERY_LOG,
+  GROUPS,
+  ROUTES,
+  RECORDS,
+  ROUTING,
 ]);

@@ -5,8 +5,9 @@ import { keyPath } from "../errors.ts";
 import { type FileJobs, filePath, filePathString, pemCertificates } from "../files.ts";
 import { isIP } from "../ip.ts";
 import { Invalid, nonEmptyString, notAllowed, required, type Table } from "../readers.ts";
-import { declareSection, key } from "../table.ts";
+import { declareSection, key, readRow } from "../table.ts";
 import { type EndpointRules, parseEndpoint } from "../url.ts";
+import { DEFAULT_GROUP, groupName } from "./groups.ts";
 import { addressKeyHint, DEFAULT_DOH_PATH } from "./listeners.ts";
 
 /** Port used when a tls:// upstream URL has none (RFC 7858). */
@@ -41,6 +42,8 @@ export interface UpstreamConfig {
   caCerts: string[];
   /** tls/https: resolved ca_file path, for messages. */
   caFile?: string;
+  /** The upstream group it belongs to (split DNS); DEFAULT_GROUP when not set. */
+  group: string;
 }
 
 /** How an upstream url is written. */
@@ -87,6 +90,11 @@ export const UPSTREAMS = declareSection("upstreams", "upstreams", "array", {
     doc: "tls/https: PEM CA certificates to trust instead of the system's store",
     reloadable: true,
   }),
+  group: key(groupName, {
+    default: DEFAULT_GROUP,
+    doc: "the upstream group it serves; [[routes]] send names to groups, the rest go to default",
+    reloadable: true,
+  }),
 }, addressKeyHint(UPSTREAM_URL.example));
 
 /** Reads one [[upstreams]] entry `t` at key path `at`; ca_file is queued on `files`. */
@@ -108,6 +116,7 @@ export function readUpstream(
     port,
     tlsName: "",
     caCerts: [],
+    group: readRow(UPSTREAMS.rows.group, t, at, "group"),
   };
   if (protocol === "https") out.path = path ?? DEFAULT_DOH_PATH;
 
