@@ -22,13 +22,15 @@
  * secure server can set no-delay, but binds asynchronously).
  */
 import { CLASS_IN, decodeMessage, Rcode, RRType } from "../dns/message.ts";
-import { isIP } from "../config/ip.ts";
 import { Acl, parseCidr } from "../policy/acl.ts";
 import type { Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
+import { ClientResolver } from "./forwarded.ts";
+import { type BodyLimits, discardBody, readBody } from "./http_body.ts";
 import type { Handler, Listener } from "./listener.ts";
 import { MAX_FRAMED_MESSAGE } from "./framing.ts";
+import type { StreamLimits } from "./stream.ts";
 import { checkCertificate } from "./tls.ts";
 
 const log = logger("listen", "https");
@@ -37,6 +39,8 @@ const log = logger("listen", "https");
 export const DNS_MESSAGE = "application/dns-message";
 /** The largest DNS message DoH carries (RFC 8484 §6: the same limit as TCP). */
 export const MAX_DOH_MESSAGE = MAX_FRAMED_MESSAGE;
+/** The header read for the client address behind a trusted proxy when none is configured. */
+export const DEFAULT_CLIENT_HEADER = "x-forwarded-for";
 const ALLOWED_METHODS = "GET, POST";
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
@@ -54,13 +58,17 @@ export interface HttpsOptions {
   key?: string;
   /**
    * Peers whose client-address header is believed: addresses or prefixes ("10.0.0.0/8",
-   * "2001:db8::/32"; an IPv4-mapped peer matches the IPv4 ones). Default none.
+   * "2001:db8::/32"; an IPv4-mapped peer matches the IPv4 ones). Default none. Only the load
+   * balancers: a peer listed here that sends no usable header gets 400 (lib/listen/forwarded.ts).
    */
   trustedProxies?: string[];
-  /** The header naming the client: "x-forwarded-for" (default), or "forwarded" (RFC 7239). */
+  /**
+   * The header naming the client: "x-forwarded-for" (default), "forwarded" (RFC 7239), or a
+   * single-address header such as "x-real-ip".
+   */
   clientHeader?: string;
-  /** How long a POST body may take to arrive (slow clients); then 408. */
-  queryTimeoutMs: number;
+  /** Connection limits and timeouts, shared with the stream listeners. */
+  limits: StreamLimits;
 }
 
 /** A DoH listener whose certificate can be replaced while it runs. */
@@ -90,8 +98,7 @@ class DohListener implements HttpsListener {
   #stopped = false;
   #abort: () => void = () => {};
   #aborted: Promise<void>;
-  #trusted: Acl | null;
-  #clientHeader: string;
+  #clients: ClientResolver;
 
   constructor(private readonly opts: HttpsOptions) {
     if ((opts.cert === undefined) !== (opts.key === undefined)) {
@@ -103,8 +110,10 @@ class DohListener implements HttpsListener {
       if (typeof cidr === "string") throw new Error(`trusted proxy ${cidr}`);
       return cidr;
     });
-    this.#trusted = proxies.length > 0 ? new Acl(proxies, []) : null;
-    this.#clientHeader = (opts.clientHeader ?? "x-forwarded-for").toLowerCase();
+    this.#clients = new ClientResolver({
+      trusted: proxies.length > 0 ? new Acl(proxies, []) : null,
+      header: opts.clientHeader ?? DEFAULT_CLIENT_HEADER,
+    });
     this.#aborted = new Promise((resolve) => (this.#abort = resolve));
     this.url = opts.url;
     this.#server = this.#serve(opts.port, opts.cert, opts.key);
@@ -154,18 +163,38 @@ class DohListener implements HttpsListener {
       ]));
   }
 
+  /** The answer to one request; its body is settled (read or cancelled) before it is answered. */
   async #respond(req: Request, peer: Deno.NetAddr): Promise<Response> {
+    const bodyLimits = {
+      maxBytes: MAX_DOH_MESSAGE,
+      timeoutMs: this.opts.limits.readTimeoutMs,
+      clock: this.opts.clock,
+    };
+    const response = await this.#answer(req, peer, bodyLimits);
+    await discardBody(req, bodyLimits);
+    return response;
+  }
+
+  async #answer(req: Request, peer: Deno.NetAddr, bodyLimits: BodyLimits): Promise<Response> {
     const url = new URL(req.url);
     if (url.pathname !== this.opts.path) return status(404, "not found");
-    let query: Uint8Array | Response;
-    if (req.method === "GET") query = fromGet(url);
-    else if (req.method === "POST") query = await this.#fromPost(req);
-    else return status(405, "use GET or POST", { allow: ALLOWED_METHODS });
+    if (req.method !== "GET" && req.method !== "POST") {
+      return status(405, "use GET or POST", { allow: ALLOWED_METHODS });
+    }
+    const client = this.#clients.resolve(peer, req.headers.get(this.#clients.header));
+    if (!client.ok) {
+      log.debug("refusing a request from {peer}: {reason}", {
+        peer: peer.hostname,
+        reason: client.reason,
+      });
+      return status(400, client.reason);
+    }
+    const query = req.method === "GET" ? fromGet(url) : await fromPost(req, bodyLimits);
     if (query instanceof Response) return query;
 
     const answer = await this.opts.handle({
       bytes: query,
-      client: this.#clientOf(req, peer),
+      client: client.client,
       transport: "https",
     });
     if (!answer) return status(400, "not a DNS query");
@@ -177,70 +206,27 @@ class DohListener implements HttpsListener {
       },
     });
   }
+}
 
-  /** The body of a POST, or the error response; the body is bounded in size and in time. */
-  async #fromPost(req: Request): Promise<Uint8Array | Response> {
-    const type = req.headers.get("content-type");
-    if (type === null || mediaType(type) !== DNS_MESSAGE) {
-      return status(415, `content-type must be ${DNS_MESSAGE}`);
-    }
-    const declared = req.headers.get("content-length");
-    if (declared !== null && Number(declared) > MAX_DOH_MESSAGE) return tooLarge();
-    if (!req.body) return status(400, "empty body");
-
-    const reader = req.body.getReader();
-    let timedOut = false;
-    const cancel = this.opts.clock.schedule(this.opts.queryTimeoutMs, () => {
-      timedOut = true;
-      reader.cancel().catch(() => {});
-    });
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        total += value.length;
-        if (total > MAX_DOH_MESSAGE) {
-          await reader.cancel().catch(() => {});
-          return tooLarge();
-        }
-        chunks.push(value);
-      }
-    } catch (err) {
-      if (!timedOut) return status(400, `request body: ${errText(err)}`);
-    } finally {
-      cancel();
-    }
-    if (timedOut) return status(408, "request body not received in time");
-    if (total === 0) return status(400, "empty body");
-    const body = new Uint8Array(total);
-    let at = 0;
-    for (const c of chunks) {
-      body.set(c, at);
-      at += c.length;
-    }
-    return body;
+/** The body of a POST, or the error response; the body is bounded in size and in time. */
+async function fromPost(req: Request, limits: BodyLimits): Promise<Uint8Array | Response> {
+  const type = req.headers.get("content-type");
+  if (type === null || mediaType(type) !== DNS_MESSAGE) {
+    return status(415, `content-type must be ${DNS_MESSAGE}`);
   }
-
-  /**
-   * The peer, unless it is a trusted proxy that names the client in the configured header: then
-   * the first (original) address there. An absent or unreadable header leaves the peer.
-   */
-  #clientOf(req: Request, peer: Deno.NetAddr): { hostname: string; port: number } {
-    if (!this.#trusted?.allows(peer.hostname)) return peer;
-    const value = req.headers.get(this.#clientHeader);
-    if (value === null) return peer;
-    const named = this.#clientHeader === "forwarded" ? fromForwarded(value) : fromXff(value);
-    if (!named) {
-      log.debug("unusable {header} from proxy {peer}: {value}", {
-        header: this.#clientHeader,
-        peer: peer.hostname,
-        value,
-      });
-    }
-    return named ?? peer;
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > MAX_DOH_MESSAGE) return tooLarge();
+  if (!req.body) return status(400, "empty body");
+  const body = await readBody(req.body, limits);
+  switch (body.kind) {
+    case "too-large":
+      return tooLarge();
+    case "timeout":
+      return status(408, "request body not received in time");
+    case "error":
+      return status(400, `request body: ${body.message}`);
   }
+  return body.bytes.length === 0 ? status(400, "empty body") : body.bytes;
 }
 
 /** The DNS message in `?dns=`, or the error response. RFC 8484 §6: base64url, no padding. */
@@ -288,34 +274,6 @@ function ttlValue(ttl: number): number {
 /** `type/subtype` of a Content-Type value, lower-cased, without parameters. */
 function mediaType(value: string): string {
   return value.split(";")[0].trim().toLowerCase();
-}
-
-/** The first address in an X-Forwarded-For list ("client, proxy1, ..."), port if given. */
-function fromXff(value: string): { hostname: string; port: number } | null {
-  return parseNode(value.split(",")[0].trim());
-}
-
-/** The `for=` of the first element of an RFC 7239 Forwarded header. */
-function fromForwarded(value: string): { hostname: string; port: number } | null {
-  const first = value.split(",")[0];
-  for (const pair of first.split(";")) {
-    const eq = pair.indexOf("=");
-    if (eq < 0 || pair.slice(0, eq).trim().toLowerCase() !== "for") continue;
-    return parseNode(pair.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1"));
-  }
-  return null;
-}
-
-/** "1.2.3.4", "1.2.3.4:5", "2001:db8::1", "[2001:db8::1]", "[2001:db8::1]:5" → address. */
-function parseNode(node: string): { hostname: string; port: number } | null {
-  let host = node;
-  let port = 0;
-  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(node);
-  const v4WithPort = /^([0-9.]+):(\d{1,5})$/.exec(node);
-  if (bracketed) [host, port] = [bracketed[1], Number(bracketed[2] ?? 0)];
-  else if (v4WithPort) [host, port] = [v4WithPort[1], Number(v4WithPort[2])];
-  if (!isIP(host) || port > 65535) return null;
-  return { hostname: host, port };
 }
 
 function tooLarge(): Response {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import dnsPacket from "dns-packet";
 import { cacheMaxAge, type HttpsListener, listenHttps } from "../../lib/listen/https.ts";
 import type { Handler } from "../../lib/listen/listener.ts";
+import type { StreamLimits } from "../../lib/listen/stream.ts";
 import type { Query } from "../../lib/pipeline/pipeline.ts";
 import { buildQuery, parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
@@ -19,7 +20,13 @@ const KEY = await readFixture("server-key.pem");
 const WRONG_NAME_CERT = await readFixture("wrong-name.pem");
 const WRONG_NAME_KEY = await readFixture("wrong-name-key.pem");
 const CA_PATH = new URL("../fixtures/ca.pem", import.meta.url).pathname;
-const QUERY_TIMEOUT_MS = 5_000;
+const LIMITS: StreamLimits = {
+  idleTimeoutMs: 10_000,
+  readTimeoutMs: 5_000,
+  maxConnections: 1_000,
+  maxConnectionsPerClient: 32,
+  maxPipelined: 100,
+};
 const DNS_MESSAGE = "application/dns-message";
 
 type Answerer = (q: dnsPacket.Packet) => dnsPacket.Packet | null;
@@ -63,7 +70,7 @@ async function withDoh(
     ...(opts.plain ? {} : { cert: CERT, key: KEY }),
     trustedProxies: opts.trustedProxies,
     clientHeader: opts.clientHeader,
-    queryTimeoutMs: QUERY_TIMEOUT_MS,
+    limits: LIMITS,
   });
   const client = Deno.createHttpClient({ caCerts: [CA] });
   const scheme = opts.plain ? "http" : "https";
@@ -283,39 +290,105 @@ Deno.test("HTTP/2 is used when the client supports it", async () => {
   });
 });
 
-Deno.test("plain HTTP behind a trusted proxy: X-Forwarded-For is believed from that proxy only", async () => {
-  const cases = [["127.0.0.1", "192.0.2.77"], ["127.0.0.0/8", "192.0.2.77"], [
-    "10.0.0.0/8",
-    "127.0.0.1",
-  ]];
-  for (const [trusted, expected] of cases) {
+/** POSTs a query for `name` with extra headers; the response. */
+function postWith(doh: Doh, name: string, headers: Record<string, string>): Promise<Response> {
+  return doh.fetch(doh.url, {
+    method: "POST",
+    headers: { "content-type": DNS_MESSAGE, ...headers },
+    body: query(name),
+  });
+}
+
+Deno.test("behind a trusted proxy, a client's own X-Forwarded-For value cannot name the client", async () => {
+  // The client sent "X-Forwarded-For: 10.6.6.6"; the proxy (127.0.0.1) appended what it saw.
+  const cases: [string[], string, string][] = [
+    [["127.0.0.1"], "10.6.6.6, 203.0.113.5", "203.0.113.5"],
+    [["127.0.0.0/8", "10.0.0.0/8"], "6.6.6.6, 203.0.113.5, 10.0.0.1", "203.0.113.5"],
+    [["127.0.0.0/8", "10.0.0.0/8"], "10.0.0.9, 10.0.0.1", "10.0.0.9"],
+    [["10.0.0.0/8"], "203.0.113.5", "127.0.0.1"],
+  ];
+  for (const [trusted, xff, expected] of cases) {
     const h = fakeHandler();
-    await withDoh(h.handle, { plain: true, trustedProxies: [trusted] }, async (doh) => {
-      const res = await doh.fetch(doh.url, {
-        method: "POST",
-        headers: { "content-type": DNS_MESSAGE, "x-forwarded-for": "192.0.2.77, 10.0.0.1" },
-        body: query("xff.test"),
-      });
-      await dnsAnswer(res);
-      assert.equal(h.queries[0].client.hostname, expected, `trusted ${trusted}`);
+    await withDoh(h.handle, { plain: true, trustedProxies: trusted }, async (doh) => {
+      await dnsAnswer(await postWith(doh, "xff.test", { "x-forwarded-for": xff }));
+      assert.equal(h.queries[0].client.hostname, expected, `trusted ${trusted}, ${xff}`);
     });
   }
 });
 
-Deno.test("a trusted proxy's RFC 7239 Forwarded header is read when configured", async () => {
+Deno.test("a trusted proxy's missing or unparseable client address is 400, never the proxy's", async () => {
   const h = fakeHandler();
-  const opts = { plain: true, trustedProxies: ["::ffff:127.0.0.1"], clientHeader: "Forwarded" };
+  await withDoh(h.handle, { plain: true, trustedProxies: ["127.0.0.1"] }, async (doh) => {
+    const cases: Record<string, string>[] = [
+      {},
+      { "x-forwarded-for": "garbage" },
+      { "x-forwarded-for": "unknown" },
+    ];
+    for (const headers of cases) {
+      const res = await postWith(doh, "garbage.xff.test", headers);
+      assert.equal(res.status, 400, JSON.stringify(headers));
+      assert.match(await res.text(), /x-forwarded-for from a trusted proxy/);
+    }
+    assert.equal(h.queries.length, 0);
+  });
+});
+
+Deno.test("repeated X-Forwarded-For lines are one list in order", async () => {
+  const h = fakeHandler();
+  await withDoh(h.handle, { plain: true, trustedProxies: ["127.0.0.1"] }, async (doh) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: doh.listener.addr.port });
+    try {
+      const body = query("lines.xff.test");
+      const head =
+        `POST /dns-query HTTP/1.1\r\nhost: dns.test\r\ncontent-type: ${DNS_MESSAGE}\r\n` +
+        `x-forwarded-for: 10.6.6.6\r\nx-forwarded-for: 203.0.113.5\r\n` +
+        `content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
+      await conn.write(new TextEncoder().encode(head));
+      await conn.write(body);
+      const reply = new Uint8Array(1024);
+      const n = await conn.read(reply);
+      assert.match(new TextDecoder().decode(reply.subarray(0, n ?? 0)), /^HTTP\/1\.1 200 /);
+      assert.equal(h.queries[0].client.hostname, "203.0.113.5");
+    } finally {
+      conn.close();
+    }
+  });
+});
+
+Deno.test("a trusted proxy's RFC 7239 Forwarded header is read from the right when configured", async () => {
+  const h = fakeHandler();
+  const opts = {
+    plain: true,
+    trustedProxies: ["::ffff:127.0.0.1", "10.0.0.0/8"],
+    clientHeader: "Forwarded",
+  };
   await withDoh(h.handle, opts, async (doh) => {
-    const res = await doh.fetch(doh.url, {
-      method: "POST",
-      headers: {
-        "content-type": DNS_MESSAGE,
-        forwarded: 'for="[2001:db8::17]:4711";proto=https, for=10.0.0.1',
-      },
-      body: query("forwarded.test"),
-    });
-    await dnsAnswer(res);
+    await dnsAnswer(
+      await postWith(doh, "forwarded.test", {
+        forwarded: 'for=10.6.6.6, for="[2001:db8::17]:4711";proto=https, for=10.0.0.1',
+      }),
+    );
     assert.deepEqual(h.queries[0].client, { hostname: "2001:db8::17", port: 4711 });
+    for (
+      const forwarded of ["for=unknown", "for=_hidden", 'for="[2001:db8::17]:4711', "proto=https"]
+    ) {
+      const res = await postWith(doh, "bad.forwarded.test", { forwarded });
+      assert.equal(res.status, 400, forwarded);
+      await res.body?.cancel();
+    }
+    assert.equal(h.queries.length, 1);
+  });
+});
+
+Deno.test("a single-address client header (x-real-ip) takes one value; a list is 400", async () => {
+  const h = fakeHandler();
+  const opts = { plain: true, trustedProxies: ["127.0.0.1"], clientHeader: "X-Real-IP" };
+  await withDoh(h.handle, opts, async (doh) => {
+    await dnsAnswer(await postWith(doh, "real-ip.test", { "x-real-ip": "203.0.113.8" }));
+    assert.equal(h.queries[0].client.hostname, "203.0.113.8");
+    const res = await postWith(doh, "real-ip.test", { "x-real-ip": "10.6.6.6, 203.0.113.8" });
+    assert.equal(res.status, 400);
+    await res.body?.cancel();
   });
 });
 
@@ -330,13 +403,13 @@ Deno.test("a trusted proxy that is neither an address nor a prefix is refused at
         handle: fakeHandler().handle,
         clock: new FakeClock(),
         trustedProxies: ["proxy.example"],
-        queryTimeoutMs: QUERY_TIMEOUT_MS,
+        limits: LIMITS,
       }),
     /trusted proxy "proxy.example"/,
   );
 });
 
-Deno.test("a POST body that does not arrive within queryTimeoutMs is 408", async () => {
+Deno.test("a POST body that does not arrive within the read timeout is 408", async () => {
   const h = fakeHandler();
   await withDoh(h.handle, { plain: true }, async (doh) => {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: doh.listener.addr.port });
@@ -347,7 +420,7 @@ Deno.test("a POST body that does not arrive within queryTimeoutMs is 408", async
       await conn.write(new TextEncoder().encode(head));
       await conn.write(query("slow.test").subarray(0, 10));
       await until(() => doh.clock.pending === 1, "the body deadline is scheduled");
-      doh.clock.advance(QUERY_TIMEOUT_MS);
+      doh.clock.advance(LIMITS.readTimeoutMs);
       const buf = new Uint8Array(1024);
       const n = await conn.read(buf);
       assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /^HTTP\/1\.1 408 /);
@@ -546,5 +619,68 @@ Deno.test({
         expectedAddress("kdig.doh.test", "AAAA"),
       );
     });
+  },
+});
+
+Deno.test({
+  name: "curl over HTTP/2 and HTTP/1.1 gets 415, 405 and 413 every time, with the body unread",
+  ignore: !CURL && Deno.env.get("CI") !== "true",
+  async fn() {
+    assert.ok(await requireTool("curl"));
+    const bodyFile = await Deno.makeTempFile({ dir: "/tmp", prefix: "doh-70k-" });
+    try {
+      await Deno.writeFile(bodyFile, new Uint8Array(70_000));
+      await withDoh(fakeHandler().handle, {}, async (doh) => {
+        const port = doh.listener.addr.port;
+        const url = `https://dns.test:${port}/dns-query`;
+        const cases: [string, string[]][] = [
+          ["415", ["--header", "content-type: text/plain", "--data-binary", "@-"]],
+          ["405", ["--request", "PUT", "--data-binary", "@-"]],
+          ["413", ["--header", `content-type: ${DNS_MESSAGE}`, "--data-binary", `@${bodyFile}`]],
+        ];
+        const outcomes: string[] = [];
+        for (const version of ["--http2", "--http1.1"]) {
+          for (const [expected, args] of cases) {
+            for (let i = 0; i < (version === "--http2" ? 10 : 3); i++) {
+              const out = await new Deno.Command(CURL!, {
+                args: [
+                  "--silent",
+                  "--show-error",
+                  "--max-time",
+                  "10",
+                  "--cacert",
+                  CA_PATH,
+                  "--resolve",
+                  `dns.test:${port}:127.0.0.1`,
+                  version,
+                  "--output",
+                  "/dev/null",
+                  "--write-out",
+                  "%{http_code}",
+                  ...args,
+                  url,
+                ],
+                stdin: "piped",
+                stdout: "piped",
+                stderr: "piped",
+              }).spawn();
+              const w = out.stdin.getWriter();
+              await w.write(query("curl-error.test"));
+              await w.close();
+              const result = await out.output();
+              const got = new TextDecoder().decode(result.stdout);
+              if (got !== expected) {
+                outcomes.push(
+                  `${version} ${args.join(" ")}: ${got} ${new TextDecoder().decode(result.stderr)}`,
+                );
+              }
+            }
+          }
+        }
+        assert.deepEqual(outcomes, []);
+      });
+    } finally {
+      await Deno.remove(bodyFile);
+    }
   },
 });
