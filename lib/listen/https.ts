@@ -2,25 +2,18 @@
  * The DNS-over-HTTPS listener (RFC 8484): HTTP in, one DNS message to the pipeline, HTTP out.
  * It owns only HTTP: the path, GET `?dns=` (base64url without padding) and POST
  * `application/dns-message` (at most 65535 bytes), status codes, Cache-Control from the answer's
- * TTLs, and which client address to believe. `Deno.serve` does TLS, HTTP/1.1 and HTTP/2 (by
- * ALPN); without `cert`/`key` it serves plain HTTP (and h2c) for use behind a TLS-terminating
- * load balancer, whose X-Forwarded-For (or Forwarded) header is then believed from
- * `trustedProxies` only.
+ * TTLs, and which client address to believe (lib/listen/forwarded.ts). Without `cert`/`key` it
+ * serves plain HTTP (and h2c) for use behind a TLS-terminating load balancer, whose
+ * X-Forwarded-For (or Forwarded) header is then believed from `trustedProxies` only.
  *
- * A certificate reload starts a second server on the same port (SO_REUSEPORT) with the new
- * certificate and gracefully shuts the old one down: requests in flight on old connections are
- * answered, new connections get the new certificate. `Deno.serve` has no way to swap the
- * certificate of a running server. Caveat: a connection the kernel queued on the old listener in
- * the instant it closes is reset (the client retries); Linux ≥ 5.14 with
- * `net.ipv4.tcp_migrate_req=1` hands those to the new listener instead.
- *
- * Known limit: `Deno.serve` does not set TCP_NODELAY on the connections it accepts and offers no
- * way to. Over TLS, the first answer on a new connection can then wait ~40 ms for the client's
- * delayed ACK of the TLS 1.3 session tickets (reliably when the request follows the handshake at
- * once, intermittently for curl and HTTP/2 clients). The DoT listener avoids it by accepting
- * itself (lib/listen/node_conn.ts); here that would mean replacing Deno.serve (node:http2's
- * secure server can set no-delay, but binds asynchronously).
+ * Sockets, TLS and the connection limits belong to the front (lib/listen/http_front.ts), which
+ * relays each client connection to a `Deno.serve` server on loopback that speaks HTTP/1.1 and
+ * HTTP/2: `Deno.serve` itself has no connection cap or timeouts. A certificate reload swaps the
+ * TLS context of the front: new connections get the new certificate, established ones keep
+ * theirs. Request bodies are bounded in size and time and settled before any answer
+ * (lib/listen/http_body.ts).
  */
+import { createSecureContext, type SecureContext } from "node:tls";
 import { CLASS_IN, decodeMessage, Rcode, RRType } from "../dns/message.ts";
 import { Acl, parseCidr } from "../policy/acl.ts";
 import type { Clock } from "../sys/clock.ts";
@@ -32,6 +25,7 @@ import type { Handler, Listener } from "./listener.ts";
 import { MAX_FRAMED_MESSAGE } from "./framing.ts";
 import type { StreamLimits } from "./stream.ts";
 import { checkCertificate } from "./tls.ts";
+import { type FrontStats, HttpFront } from "./http_front.ts";
 
 const log = logger("listen", "https");
 
@@ -73,6 +67,8 @@ export interface HttpsOptions {
 
 /** A DoH listener whose certificate can be replaced while it runs. */
 export interface HttpsListener extends Listener {
+  /** Connection counters: open, refused or evicted at the caps, timed out, closed idle. */
+  readonly stats: FrontStats;
   /**
    * Serves `cert`/`key` to connections accepted from now on; requests in flight on established
    * connections are still answered. Throws (and keeps serving the old certificate) if the pair
@@ -92,10 +88,9 @@ export function listenHttps(opts: HttpsOptions): HttpsListener {
 class DohListener implements HttpsListener {
   readonly url: string;
   readonly addr: Deno.NetAddr;
-  #server: Deno.HttpServer<Deno.NetAddr>;
-  /** Shutdowns of servers replaced by a certificate reload, and of the current one once stopped. */
-  #shutdowns: Promise<void>[] = [];
-  #stopped = false;
+  readonly #front: HttpFront;
+  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  #shutdown: Promise<void> | null = null;
   #abort: () => void = () => {};
   #aborted: Promise<void>;
   #clients: ClientResolver;
@@ -104,7 +99,7 @@ class DohListener implements HttpsListener {
     if ((opts.cert === undefined) !== (opts.key === undefined)) {
       throw new Error("cert and key must be given together (neither: plain HTTP)");
     }
-    if (opts.cert !== undefined) checkCertificate(opts.cert, opts.key!);
+    const context = opts.cert !== undefined ? secureContext(opts.cert, opts.key!) : null;
     const proxies = (opts.trustedProxies ?? []).map((text) => {
       const cidr = parseCidr(text);
       if (typeof cidr === "string") throw new Error(`trusted proxy ${cidr}`);
@@ -116,51 +111,74 @@ class DohListener implements HttpsListener {
     });
     this.#aborted = new Promise((resolve) => (this.#abort = resolve));
     this.url = opts.url;
-    this.#server = this.#serve(opts.port, opts.cert, opts.key);
-    this.addr = this.#server.addr;
+    const listener = Deno.listen({ transport: "tcp", hostname: opts.hostname, port: opts.port });
+    try {
+      this.#server = Deno.serve({
+        hostname: INNER_HOST,
+        port: 0,
+        onListen: () => {},
+        onError: (err) => {
+          log.warn("DoH request on {url} failed: {err}", { url: this.url, err: errText(err) });
+          return status(500, "internal error");
+        },
+      }, (req, info) => this.#serve(req, info.remoteAddr));
+    } catch (err) {
+      listener.close();
+      throw err;
+    }
+    this.#front = new HttpFront({
+      url: opts.url,
+      listener,
+      innerPort: this.#server.addr.port,
+      context,
+      clock: opts.clock,
+      limits: opts.limits,
+    });
+    this.addr = this.#front.addr;
+  }
+
+  get stats(): FrontStats {
+    return this.#front.stats;
   }
 
   reloadCertificate(cert: string, key: string): void {
     if (this.opts.cert === undefined) throw new Error(`${this.url} is plain HTTP: no certificate`);
-    if (this.#stopped) throw new Error(`${this.url} is stopping`);
-    checkCertificate(cert, key);
-    // Bind the successor first (the old one still serves if this throws), then retire the old.
-    const next = this.#serve(this.addr.port, cert, key);
-    this.#shutdowns.push(this.#server.shutdown());
-    this.#server = next;
+    if (this.#shutdown) throw new Error(`${this.url} is stopping`);
+    this.#front.setContext(secureContext(cert, key));
   }
 
   stopAccepting(): void {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    this.#shutdowns.push(this.#server.shutdown());
+    if (this.#shutdown) return;
+    this.#front.stopAccepting();
+    // No new requests on open connections either (HTTP/2 GOAWAY); those in flight finish.
+    this.#shutdown = this.#server.shutdown();
   }
 
   async close(): Promise<void> {
     this.stopAccepting();
-    // Requests still waiting for the pipeline get 503, so the graceful shutdowns can complete.
+    // Requests still waiting for the pipeline get 503, so the graceful shutdown can complete.
     this.#abort();
-    await Promise.all(this.#shutdowns);
+    await this.#shutdown;
+    await this.#front.close();
   }
 
-  #serve(port: number, cert?: string, key?: string): Deno.HttpServer<Deno.NetAddr> {
-    const tls = cert !== undefined && key !== undefined ? { cert, key } : {};
-    return Deno.serve({
-      hostname: this.opts.hostname,
-      port,
-      ...tls,
-      // A reload binds a second server to this port while the first finishes its requests.
-      reusePort: cert !== undefined,
-      onListen: () => {},
-      onError: (err) => {
-        log.warn("DoH request on {url} failed: {err}", { url: this.url, err: errText(err) });
-        return status(500, "internal error");
-      },
-    }, (req, info) =>
-      Promise.race([
-        this.#respond(req, info.remoteAddr),
+  /** One request from the inner server: found on its client connection, answered, counted. */
+  async #serve(req: Request, relay: Deno.NetAddr): Promise<Response> {
+    const conn = this.#front.connection(relay.port);
+    if (!conn) {
+      // Someone connected to the inner port directly, not through the listener.
+      await req.body?.cancel().catch(() => {});
+      return status(403, "not accepted by the DoH listener", { connection: "close" });
+    }
+    const done = conn.beginRequest();
+    try {
+      return await Promise.race([
+        this.#respond(req, conn.peer),
         this.#aborted.then(() => status(503, "server is shutting down")),
-      ]));
+      ]);
+    } finally {
+      done();
+    }
   }
 
   /** The answer to one request; its body is settled (read or cancelled) before it is answered. */
@@ -274,6 +292,15 @@ function ttlValue(ttl: number): number {
 /** `type/subtype` of a Content-Type value, lower-cased, without parameters. */
 function mediaType(value: string): string {
   return value.split(";")[0].trim().toLowerCase();
+}
+
+/** The inner HTTP server's address: loopback only, reached through the front's relay. */
+const INNER_HOST = "127.0.0.1";
+
+/** A checked certificate and key, parsed once for every handshake that uses them. */
+function secureContext(cert: string, key: string): SecureContext {
+  checkCertificate(cert, key);
+  return createSecureContext({ cert, key });
 }
 
 function tooLarge(): Response {
