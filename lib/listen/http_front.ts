@@ -337,7 +337,8 @@ class FrontConnection implements Tracked, FrontConnectionView {
       this.#cancelTimer = clock.schedule(idleTimeoutMs, () => this.#armTimer());
       return;
     }
-    this.#cancelTimer = clock.schedule(due - clock.now(), () => this.#expire());
+    // At least 1 ms: a deadline that is due but not acted on must not spin.
+    this.#cancelTimer = clock.schedule(Math.max(1, due - clock.now()), () => this.#expire());
   }
 
   #rearm(): void {

@@ -4,6 +4,7 @@
  * a trusted proxy, the body deadline, and certificate reload. Interop with curl, dig and kdig.
  */
 import assert from "node:assert/strict";
+import net from "node:net";
 import dnsPacket from "dns-packet";
 import { cacheMaxAge, type HttpsListener, listenHttps } from "../../lib/listen/https.ts";
 import type { Handler } from "../../lib/listen/listener.ts";
@@ -56,7 +57,12 @@ interface Doh {
 
 async function withDoh(
   handle: Handler,
-  opts: { plain?: boolean; trustedProxies?: string[]; clientHeader?: string },
+  opts: {
+    plain?: boolean;
+    trustedProxies?: string[];
+    clientHeader?: string;
+    limits?: Partial<StreamLimits>;
+  },
   fn: (doh: Doh) => Promise<void>,
 ): Promise<void> {
   const clock = new FakeClock();
@@ -70,7 +76,7 @@ async function withDoh(
     ...(opts.plain ? {} : { cert: CERT, key: KEY }),
     trustedProxies: opts.trustedProxies,
     clientHeader: opts.clientHeader,
-    limits: LIMITS,
+    limits: { ...LIMITS, ...opts.limits },
   });
   const client = Deno.createHttpClient({ caCerts: [CA] });
   const scheme = opts.plain ? "http" : "https";
@@ -493,6 +499,280 @@ Deno.test("close() answers requests still waiting for the pipeline with 503", as
     for (const res of await pending) {
       assert.equal(res.status, 503);
       await res.body?.cancel();
+    }
+  });
+});
+
+/**
+ * A raw client connection that notices when the server closes it, and collects what it is sent.
+ * Made with node:net when it must come from another loopback address (Deno.connect cannot bind
+ * a source address).
+ */
+class Watched {
+  closed = false;
+  received = "";
+  readonly #done: Promise<void>;
+  readonly #write: (bytes: Uint8Array) => Promise<void>;
+  readonly #close: () => void;
+
+  private constructor(
+    start: (onData: (b: Uint8Array) => void, onEnd: () => void) => {
+      write: (bytes: Uint8Array) => Promise<void>;
+      close: () => void;
+    },
+  ) {
+    let ended: () => void = () => {};
+    this.#done = new Promise((resolve) => (ended = resolve));
+    const io = start((b) => (this.received += new TextDecoder().decode(b)), () => {
+      this.closed = true;
+      ended();
+    });
+    this.#write = io.write;
+    this.#close = io.close;
+  }
+
+  /** A connection to `port` from 127.0.0.1 (Deno.connect). */
+  static async deno(port: number): Promise<Watched> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    return new Watched((onData, onEnd) => {
+      (async () => {
+        const buf = new Uint8Array(4096);
+        try {
+          for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+            onData(buf.subarray(0, n));
+          }
+        } catch { /* reset: closed too */ }
+        onEnd();
+      })();
+      return {
+        write: async (bytes) => void await conn.write(bytes),
+        close: () => {
+          try {
+            conn.close();
+          } catch { /* already closed */ }
+        },
+      };
+    });
+  }
+
+  /** A connection to 127.0.0.1:`port` from `localAddress` (node:net). */
+  static node(port: number, localAddress: string): Promise<Watched> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: "127.0.0.1", port, localAddress });
+      socket.once("error", reject);
+      socket.once("connect", () => {
+        socket.off("error", reject);
+        socket.on("error", () => {});
+        resolve(
+          new Watched((onData, onEnd) => {
+            socket.on("data", onData);
+            socket.on("close", onEnd);
+            return {
+              write: (bytes) => new Promise((ok) => socket.write(bytes, () => ok())),
+              close: () => socket.destroy(),
+            };
+          }),
+        );
+      });
+    });
+  }
+
+  write(text: string | Uint8Array): Promise<void> {
+    return this.#write(typeof text === "string" ? new TextEncoder().encode(text) : text);
+  }
+
+  /** Closes it from the client side (if still open) and waits until it is. */
+  async close(): Promise<void> {
+    this.#close();
+    await this.#done;
+  }
+}
+
+/** Closes every connection, even if some test step failed. */
+async function closeAll(conns: Watched[]): Promise<void> {
+  await Promise.all(conns.map((c) => c.close()));
+}
+
+/**
+ * Advances the fake clock in `stepMs` steps, letting I/O run between steps, until `cond` holds;
+ * returns how much fake time that took. Fails after `maxMs`.
+ */
+async function advanceUntil(
+  clock: FakeClock,
+  cond: () => boolean,
+  what: string,
+  { stepMs = 250, maxMs = 60_000 } = {},
+): Promise<number> {
+  const start = clock.now();
+  for (let t = 0; t <= maxMs && !cond(); t += stepMs) {
+    clock.advance(stepMs);
+    for (let i = 0; i < 20 && !cond(); i++) await new Promise((r) => setTimeout(r, 0));
+  }
+  assert.ok(cond(), `timed out waiting until ${what}`);
+  return clock.now() - start;
+}
+
+const GET_HEAD = (name: string) =>
+  `GET /dns-query?dns=${b64url(query(name))} HTTP/1.1\r\nhost: dns.test\r\n\r\n`;
+
+Deno.test("hundreds of idle connections: the total cap holds, newcomers evict the longest idle, the rest close when idle", async () => {
+  const limits = { maxConnections: 50, maxConnectionsPerClient: 1_000 };
+  await withDoh(fakeHandler().handle, { plain: true, limits }, async (doh) => {
+    const stats = doh.listener.stats;
+    const conns: Watched[] = [];
+    try {
+      for (let i = 0; i < 300; i++) {
+        conns.push(await Watched.deno(doh.listener.addr.port));
+        await until(() => stats.open + stats.evictedIdle === i + 1, `connection ${i} accepted`);
+        doh.clock.advance(1); // a distinct age for each
+      }
+      assert.equal(stats.open, 50);
+      assert.equal(stats.evictedIdle, 250);
+      await until(() => conns.slice(0, 250).every((c) => c.closed), "the oldest are closed");
+      assert.ok(conns.slice(250).every((c) => !c.closed), "the newest 50 are open");
+
+      // The newest connection is served.
+      const newest = conns[conns.length - 1];
+      await newest.write(GET_HEAD("newest.cap.test"));
+      await until(() => /^HTTP\/1\.1 200 /.test(newest.received), "the newest is answered");
+
+      const waited = await advanceUntil(doh.clock, () => stats.open === 0, "all are closed");
+      assert.ok(
+        waited >= LIMITS.idleTimeoutMs,
+        `closed after ${waited} ms, before the idle timeout`,
+      );
+      await until(() => conns.every((c) => c.closed), "clients see every connection closed");
+      assert.equal(stats.idleClosed, 50);
+    } finally {
+      await closeAll(conns);
+    }
+  });
+});
+
+Deno.test("a client at its connection cap evicts its own idle connections, never another client's", async () => {
+  const limits = { maxConnections: 1_000, maxConnectionsPerClient: 8 };
+  await withDoh(fakeHandler().handle, { plain: true, limits }, async (doh) => {
+    const stats = doh.listener.stats;
+    const conns: Watched[] = [];
+    try {
+      const other = await Watched.node(doh.listener.addr.port, "127.0.0.2");
+      conns.push(other);
+      await until(() => stats.open === 1, "the other client is accepted");
+      for (let i = 0; i < 100; i++) {
+        conns.push(await Watched.deno(doh.listener.addr.port));
+        await until(() => stats.open + stats.evictedIdle === i + 2, `connection ${i} accepted`);
+        doh.clock.advance(1);
+      }
+      assert.equal(stats.open, 9);
+      assert.equal(stats.evictedIdle, 92);
+      await until(() => conns.filter((c) => c.closed).length === 92, "evictions reach clients");
+      assert.equal(other.closed, false);
+      await other.write(GET_HEAD("other.cap.test"));
+      await until(() => /^HTTP\/1\.1 200 /.test(other.received), "the other client is answered");
+    } finally {
+      await closeAll(conns);
+    }
+  });
+});
+
+Deno.test("when a client's connections are all busy, its newcomer is refused and others are admitted", async () => {
+  const h = fakeHandler({ hold: true });
+  const limits = { maxConnections: 1_000, maxConnectionsPerClient: 2 };
+  await withDoh(h.handle, { plain: true, limits }, async (doh) => {
+    const stats = doh.listener.stats;
+    const conns: Watched[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const busy = await Watched.deno(doh.listener.addr.port);
+        conns.push(busy);
+        await busy.write(GET_HEAD(`busy${i}.cap.test`));
+        await until(() => h.held.length === i + 1, "the request reached the handler");
+      }
+      const refused = await Watched.deno(doh.listener.addr.port);
+      conns.push(refused);
+      await until(() => refused.closed, "the newcomer is closed");
+      assert.equal(stats.rejected, 1);
+      const other = await Watched.node(doh.listener.addr.port, "127.0.0.2");
+      conns.push(other);
+      await until(() => stats.open === 3, "another client is admitted");
+      for (const release of h.held.splice(0)) release();
+      await until(
+        () => conns.slice(0, 2).every((c) => /^HTTP\/1\.1 200 /.test(c.received)),
+        "the busy connections are answered",
+      );
+    } finally {
+      await closeAll(conns);
+    }
+  });
+});
+
+Deno.test("a partial TLS ClientHello is closed after the read timeout", async () => {
+  await withDoh(fakeHandler().handle, {}, async (doh) => {
+    const conn = await Watched.deno(doh.listener.addr.port);
+    try {
+      // A TLS record header announcing a ClientHello, and one byte of it.
+      await conn.write(new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]));
+      const waited = await advanceUntil(doh.clock, () => conn.closed, "the server closes it");
+      assert.ok(waited >= LIMITS.readTimeoutMs, `closed after ${waited} ms`);
+      assert.ok(waited < LIMITS.idleTimeoutMs, `closed after ${waited} ms: idle, not read timeout`);
+      assert.equal(doh.listener.stats.timedOut, 1);
+    } finally {
+      await conn.close();
+    }
+  });
+});
+
+/** The HTTP/2 client preface, SETTINGS, and a HEADERS frame that leaves its header block open. */
+function h2OpenHeaderBlock(): Uint8Array {
+  const preface = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  const settings = [0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+  const headers = [0, 0, 1, 0x1, 0x1, /* END_STREAM, no END_HEADERS */ 0, 0, 0, 1, 0x82];
+  return new Uint8Array([...preface, ...settings, ...headers]);
+}
+
+Deno.test("a partial request head (HTTP/1.1, or an open HTTP/2 header block) is closed after the read timeout", async () => {
+  const heads: [string, string | Uint8Array][] = [
+    ["HTTP/1.1", "GET /dns-query HTTP/1.1\r\nhost: dns.test\r\nx-slow: "],
+    ["HTTP/2", h2OpenHeaderBlock()],
+  ];
+  for (const [what, head] of heads) {
+    await withDoh(fakeHandler().handle, { plain: true }, async (doh) => {
+      const conn = await Watched.deno(doh.listener.addr.port);
+      try {
+        await conn.write(head);
+        const waited = await advanceUntil(doh.clock, () => conn.closed, `${what} head closed`);
+        assert.ok(waited >= LIMITS.readTimeoutMs, `${what}: closed after ${waited} ms`);
+        assert.ok(waited < LIMITS.idleTimeoutMs, `${what}: closed after ${waited} ms (idle)`);
+        assert.equal(doh.listener.stats.timedOut, 1, what);
+      } finally {
+        await conn.close();
+      }
+    });
+  }
+});
+
+Deno.test("a keep-alive connection that was answered closes after the idle timeout, not before", async () => {
+  await withDoh(fakeHandler().handle, {}, async (doh) => {
+    const tcp = await Deno.connect({ hostname: "127.0.0.1", port: doh.listener.addr.port });
+    const tls = await Deno.startTls(tcp, { hostname: "dns.test", caCerts: [CA] });
+    try {
+      await tls.write(new TextEncoder().encode(GET_HEAD("keepalive.test")));
+      const buf = new Uint8Array(4096);
+      const n = await tls.read(buf);
+      assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /^HTTP\/1\.1 200 /);
+      let closed = false;
+      const reading = (async () => {
+        try {
+          while ((await tls.read(buf)) !== null) { /* nothing more is sent */ }
+        } catch { /* reset */ }
+        closed = true;
+      })();
+      const waited = await advanceUntil(doh.clock, () => closed, "the idle connection closes");
+      assert.ok(waited >= LIMITS.idleTimeoutMs, `closed after ${waited} ms`);
+      assert.equal(doh.listener.stats.idleClosed, 1);
+      await reading;
+    } finally {
+      tls.close();
     }
   });
 });
