@@ -44,14 +44,9 @@ export class RequestHeadTracker {
 
   /** True while a request head (or, for HTTP/2, a frame) has started but not completed. */
   get partial(): boolean {
-    switch (this.#protocol) {
-      case "unknown":
-        return this.#prefaceSeen > 0;
-      case "http/1.1":
-        return this.#headBytes;
-      case "h2":
-        return this.#headerFill > 0 || this.#payloadLeft > 0 || this.#blockOpen;
-    }
+    if (this.#protocol === "unknown") return this.#prefaceSeen > 0;
+    if (this.#protocol === "http/1.1") return this.#headBytes;
+    return this.#headerFill > 0 || this.#payloadLeft > 0 || this.#blockOpen;
   }
 
   /**
