@@ -170,6 +170,11 @@ class DohListener implements HttpsListener {
       await req.body?.cancel().catch(() => {});
       return status(403, "not accepted by the DoH listener", { connection: "close" });
     }
+    if (conn.inFlight >= this.opts.limits.maxPipelined) {
+      // Like a stream connection's pipelining cap: this connection waits for its own answers.
+      await discardBody(req, this.#bodyLimits());
+      return status(429, "too many requests in flight on this connection", { "retry-after": "1" });
+    }
     const done = conn.beginRequest();
     try {
       return await Promise.race([
@@ -183,14 +188,18 @@ class DohListener implements HttpsListener {
 
   /** The answer to one request; its body is settled (read or cancelled) before it is answered. */
   async #respond(req: Request, peer: Deno.NetAddr): Promise<Response> {
-    const bodyLimits = {
+    const bodyLimits = this.#bodyLimits();
+    const response = await this.#answer(req, peer, bodyLimits);
+    await discardBody(req, bodyLimits);
+    return response;
+  }
+
+  #bodyLimits(): BodyLimits {
+    return {
       maxBytes: MAX_DOH_MESSAGE,
       timeoutMs: this.opts.limits.readTimeoutMs,
       clock: this.opts.clock,
     };
-    const response = await this.#answer(req, peer, bodyLimits);
-    await discardBody(req, bodyLimits);
-    return response;
   }
 
   async #answer(req: Request, peer: Deno.NetAddr, bodyLimits: BodyLimits): Promise<Response> {

@@ -777,6 +777,36 @@ Deno.test("a keep-alive connection that was answered closes after the idle timeo
   });
 });
 
+Deno.test("requests beyond maxPipelined in flight on one HTTP/2 connection are 429", async () => {
+  const h = fakeHandler({ hold: true });
+  await withDoh(h.handle, { limits: { maxPipelined: 3 } }, async (doh) => {
+    const h2 = Deno.createHttpClient({ caCerts: [CA], http2: true, http1: false });
+    try {
+      const get = (name: string) => fetch(`${doh.url}?dns=${b64url(query(name))}`, { client: h2 });
+      // One request first, so that the others share its connection.
+      const first = get("first.pipelined.test");
+      await until(() => h.held.length === 1, "the first request is held");
+      const more = Array.from({ length: 4 }, (_, i) => get(`${i}.pipelined.test`));
+      await until(() => h.held.length === 3, "three requests are held");
+      const refused = await Promise.race(more);
+      assert.equal(refused.status, 429);
+      assert.equal(refused.headers.get("retry-after"), "1");
+      await refused.body?.cancel();
+      for (const release of h.held.splice(0)) release();
+      const statuses = [];
+      for (const res of [first, ...more]) {
+        const r = await res;
+        statuses.push(r.status);
+        await r.body?.cancel();
+      }
+      assert.deepEqual(statuses.sort(), [200, 200, 200, 429, 429]);
+      assert.equal(doh.listener.stats.open, 1);
+    } finally {
+      h2.close();
+    }
+  });
+});
+
 const CURL = await findTool("curl");
 const DIG = await findTool("dig");
 const KDIG = await findTool("kdig");
