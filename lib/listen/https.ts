@@ -25,7 +25,7 @@ import type { Handler, Listener } from "./listener.ts";
 import { MAX_FRAMED_MESSAGE } from "./framing.ts";
 import type { StreamLimits } from "./stream.ts";
 import { checkCertificate } from "./tls.ts";
-import { type FrontStats, HttpFront } from "./http_front.ts";
+import { type FrontStats, type HttpFront, INNER_HOST, startFront } from "./http_front.ts";
 
 const log = logger("listen", "https");
 
@@ -78,18 +78,20 @@ export interface HttpsListener extends Listener {
 }
 
 /**
- * Binds a DoH listener. Throws the OS error (e.g. AddrInUse) for the server to report, or an
- * error if `cert`/`key` are unusable or only one of them is given.
+ * Binds a DoH listener. Rejects with the bind error (`inUse` set for an address in use) for the
+ * server to report, or an error if `cert`/`key` are unusable or only one of them is given.
  */
-export function listenHttps(opts: HttpsOptions): HttpsListener {
-  return new DohListener(opts);
+export async function listenHttps(opts: HttpsOptions): Promise<HttpsListener> {
+  const listener = new DohListener(opts);
+  await listener.bind();
+  return listener;
 }
 
 class DohListener implements HttpsListener {
   readonly url: string;
-  readonly addr: Deno.NetAddr;
-  readonly #front: HttpFront;
+  #front: HttpFront | null = null;
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #context: SecureContext | null;
   #shutdown: Promise<void> | null = null;
   #abort: () => void = () => {};
   #aborted: Promise<void>;
@@ -99,7 +101,7 @@ class DohListener implements HttpsListener {
     if ((opts.cert === undefined) !== (opts.key === undefined)) {
       throw new Error("cert and key must be given together (neither: plain HTTP)");
     }
-    const context = opts.cert !== undefined ? secureContext(opts.cert, opts.key!) : null;
+    this.#context = opts.cert !== undefined ? secureContext(opts.cert, opts.key!) : null;
     const proxies = (opts.trustedProxies ?? []).map((text) => {
       const cidr = parseCidr(text);
       if (typeof cidr === "string") throw new Error(`trusted proxy ${cidr}`);
@@ -111,45 +113,52 @@ class DohListener implements HttpsListener {
     });
     this.#aborted = new Promise((resolve) => (this.#abort = resolve));
     this.url = opts.url;
-    const listener = Deno.listen({ transport: "tcp", hostname: opts.hostname, port: opts.port });
+    this.#server = Deno.serve({
+      hostname: INNER_HOST,
+      port: 0,
+      onListen: () => {},
+      onError: (err) => {
+        log.warn("DoH request on {url} failed: {err}", { url: this.url, err: errText(err) });
+        return status(500, "internal error");
+      },
+    }, (req, info) => this.#serve(req, info.remoteAddr));
+  }
+
+  /** Binds the client-facing socket; on failure the inner server is shut down too. */
+  async bind(): Promise<void> {
     try {
-      this.#server = Deno.serve({
-        hostname: INNER_HOST,
-        port: 0,
-        onListen: () => {},
-        onError: (err) => {
-          log.warn("DoH request on {url} failed: {err}", { url: this.url, err: errText(err) });
-          return status(500, "internal error");
-        },
-      }, (req, info) => this.#serve(req, info.remoteAddr));
+      this.#front = await startFront({
+        url: this.opts.url,
+        hostname: this.opts.hostname,
+        port: this.opts.port,
+        innerPort: this.#server.addr.port,
+        context: this.#context,
+        clock: this.opts.clock,
+        limits: this.opts.limits,
+      });
     } catch (err) {
-      listener.close();
+      await this.#server.shutdown();
       throw err;
     }
-    this.#front = new HttpFront({
-      url: opts.url,
-      listener,
-      innerPort: this.#server.addr.port,
-      context,
-      clock: opts.clock,
-      limits: opts.limits,
-    });
-    this.addr = this.#front.addr;
+  }
+
+  get addr(): Deno.NetAddr {
+    return this.#bound().addr;
   }
 
   get stats(): FrontStats {
-    return this.#front.stats;
+    return this.#bound().stats;
   }
 
   reloadCertificate(cert: string, key: string): void {
     if (this.opts.cert === undefined) throw new Error(`${this.url} is plain HTTP: no certificate`);
     if (this.#shutdown) throw new Error(`${this.url} is stopping`);
-    this.#front.setContext(secureContext(cert, key));
+    this.#bound().setContext(secureContext(cert, key));
   }
 
   stopAccepting(): void {
     if (this.#shutdown) return;
-    this.#front.stopAccepting();
+    this.#bound().stopAccepting();
     // No new requests on open connections either (HTTP/2 GOAWAY); those in flight finish.
     this.#shutdown = this.#server.shutdown();
   }
@@ -159,12 +168,17 @@ class DohListener implements HttpsListener {
     // Requests still waiting for the pipeline get 503, so the graceful shutdown can complete.
     this.#abort();
     await this.#shutdown;
-    await this.#front.close();
+    await this.#bound().close();
+  }
+
+  #bound(): HttpFront {
+    if (!this.#front) throw new Error(`${this.url} is not bound`);
+    return this.#front;
   }
 
   /** One request from the inner server: found on its client connection, answered, counted. */
   async #serve(req: Request, relay: Deno.NetAddr): Promise<Response> {
-    const conn = this.#front.connection(relay.port);
+    const conn = this.#front?.connection(relay.port);
     if (!conn) {
       // Someone connected to the inner port directly, not through the listener.
       await req.body?.cancel().catch(() => {});
@@ -302,9 +316,6 @@ function ttlValue(ttl: number): number {
 function mediaType(value: string): string {
   return value.split(";")[0].trim().toLowerCase();
 }
-
-/** The inner HTTP server's address: loopback only, reached through the front's relay. */
-const INNER_HOST = "127.0.0.1";
 
 /** A checked certificate and key, parsed once for every handshake that uses them. */
 function secureContext(cert: string, key: string): SecureContext {

@@ -66,7 +66,7 @@ async function withDoh(
   fn: (doh: Doh) => Promise<void>,
 ): Promise<void> {
   const clock = new FakeClock();
-  const listener = listenHttps({
+  const listener = await listenHttps({
     url: "https://127.0.0.1:0",
     hostname: "127.0.0.1",
     port: 0,
@@ -398,8 +398,8 @@ Deno.test("a single-address client header (x-real-ip) takes one value; a list is
   });
 });
 
-Deno.test("a trusted proxy that is neither an address nor a prefix is refused at start", () => {
-  assert.throws(
+Deno.test("a trusted proxy that is neither an address nor a prefix is refused at start", async () => {
+  await assert.rejects(
     () =>
       listenHttps({
         url: "http://127.0.0.1:0",
