@@ -807,6 +807,47 @@ Deno.test("requests beyond maxPipelined in flight on one HTTP/2 connection are 4
   });
 });
 
+Deno.test("a port in use is a bind error marked inUse, leaving nothing running", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const err = await listenHttps({
+      url: "https://127.0.0.1",
+      hostname: "127.0.0.1",
+      port: taken.addr.port,
+      path: "/dns-query",
+      handle: fakeHandler().handle,
+      clock: new FakeClock(),
+      cert: CERT,
+      key: KEY,
+      limits: LIMITS,
+    }).then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof Error && "inUse" in err && err.inUse === true, String(err));
+  } finally {
+    taken.close();
+  }
+});
+
+Deno.test("a client that never reads its answers is closed after the read timeout", async () => {
+  // 60 kB answers, pipelined requests, nothing read: the socket buffers fill, output stalls.
+  const big: Handler = () => ({ bytes: new Uint8Array(60_000), maxUdpSize: 65535 });
+  await withDoh(big, { plain: true }, async (doh) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: doh.listener.addr.port });
+    try {
+      const head = GET_HEAD("unread.test");
+      await conn.write(new TextEncoder().encode(head.repeat(400)));
+      const stats = doh.listener.stats;
+      const waited = await advanceUntil(doh.clock, () => stats.open === 0, "the reader is cut", {
+        stepMs: 500,
+      });
+      assert.equal(stats.timedOut, 1);
+      assert.equal(stats.idleClosed, 0);
+      assert.ok(waited >= LIMITS.readTimeoutMs, `closed after ${waited} ms`);
+    } finally {
+      conn.close();
+    }
+  });
+});
+
 const CURL = await findTool("curl");
 const DIG = await findTool("dig");
 const KDIG = await findTool("kdig");
