@@ -52,8 +52,10 @@ export interface FrontStats {
   open: number;
   rejected: number;
   evictedIdle: number;
-  /** Closed for a handshake, request head, or unread output that did not complete in time. */
+  /** Closed for a handshake or request head that did not complete in time. */
   timedOut: number;
+  /** Closed because the client did not take what was written to it in time. */
+  writeTimedOut: number;
   /** Closed after the idle timeout. */
   idleClosed: number;
 }
@@ -107,7 +109,14 @@ export async function startFront(opts: FrontOptions): Promise<HttpFront> {
 /** Accepts, guards and relays client connections to the inner HTTP server. */
 export class HttpFront {
   readonly addr: Deno.NetAddr;
-  readonly stats: FrontStats = { open: 0, rejected: 0, evictedIdle: 0, timedOut: 0, idleClosed: 0 };
+  readonly stats: FrontStats = {
+    open: 0,
+    rejected: 0,
+    evictedIdle: 0,
+    timedOut: 0,
+    writeTimedOut: 0,
+    idleClosed: 0,
+  };
   readonly #table: ConnectionTable<FrontConnection>;
   readonly #byRelayPort = new Map<number, FrontConnection>();
   #context: SecureContext | null;
@@ -372,7 +381,7 @@ class FrontConnection implements Tracked, FrontConnectionView {
       );
     }
     if (this.#writeSince !== null && now - this.#writeSince >= readTimeoutMs) {
-      this.stats.timedOut++;
+      this.stats.writeTimedOut++;
       return this.#abort("client not reading");
     }
     const idle = this.#inFlight === 0 && this.#writeSince === null;

@@ -21,7 +21,7 @@ import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
 import { ClientResolver } from "./forwarded.ts";
 import { type BodyLimits, discardBody, readBody } from "./http_body.ts";
-import type { Handler, Listener } from "./listener.ts";
+import type { ConnectionState, Handler, Listener } from "./listener.ts";
 import { MAX_FRAMED_MESSAGE } from "./framing.ts";
 import type { StreamLimits } from "./stream.ts";
 import { checkCertificate } from "./tls.ts";
@@ -148,6 +148,21 @@ class DohListener implements HttpsListener {
 
   get stats(): FrontStats {
     return this.#bound().stats;
+  }
+
+  connections(): ConnectionState {
+    const s = this.stats;
+    return {
+      open: s.open,
+      drops: {
+        rejected: s.rejected,
+        evicted_idle: s.evictedIdle,
+        evicted_stuck: 0,
+        read_timeout: s.timedOut,
+        output_full: 0,
+        write_timeout: s.writeTimedOut,
+      },
+    };
   }
 
   reloadCertificate(cert: string, key: string): void {
