@@ -42,12 +42,12 @@ export class StreamConnection {
   #writer: FramedWriter;
   #reader = new FrameReader();
   #closed = false;
-  #lastReadAt: number;
+  /** When the peer last sent anything; -Infinity before it ever has. */
+  #lastReadAt = -Infinity;
   #cancelIdle: Cancel | null = null;
   #idleTimeoutMs: number;
 
   constructor(private readonly stream: Deno.Conn, private readonly opts: ConnectionOptions) {
-    this.#lastReadAt = opts.clock.now();
     this.#idleTimeoutMs = opts.idleTimeoutMs;
     this.#pending = new PendingQueries({
       clock: opts.clock,
@@ -108,8 +108,10 @@ export class StreamConnection {
 
   #timedOut(sentAt: number): void {
     // A peer that has said nothing since this query went out is presumed dead: close it so the
-    // next queries get a fresh connection instead of waiting on a silent one.
-    if (this.#lastReadAt <= sentAt) this.close("peer silent");
+    // next queries get a fresh connection instead of waiting on a silent one. (A read at the
+    // same instant as the send counts as heard from: on a coarse or fake clock, a peer that is
+    // answering other names must not be taken for a dead one.)
+    if (this.#lastReadAt < sentAt) this.close("peer silent");
     else this.#armIdle();
   }
 

@@ -15,7 +15,7 @@ import type { Random } from "../sys/random.ts";
 import { errText } from "../sys/errors.ts";
 import type { AddressResolver } from "./bootstrap.ts";
 import { type Dial, type Dialer, type DialTarget, dialTls } from "./dial.ts";
-import type { Health } from "./health.ts";
+import type { Health, HealthPolicy } from "./health.ts";
 import { HealthMonitor, PROBE, PROBE_QUESTION } from "./monitor.ts";
 import { totalDiscards } from "./pending.ts";
 import { StreamConnection } from "./stream_connection.ts";
@@ -56,6 +56,8 @@ export interface StreamUpstreamOptions {
   edns?: Omit<HopEdns, "keepalive">;
   /** Resolves a hostname target to addresses (never through dotproxy itself). */
   resolver?: AddressResolver;
+  /** The health policy's tuning (see health.ts); its defaults without. */
+  health?: Partial<HealthPolicy>;
 }
 
 type Acquired = { ok: true; conn: StreamConnection } | {
@@ -94,8 +96,9 @@ export class StreamUpstream implements Upstream {
       backoff: { baseMs: opts.failureBackoffMs, maxMs: opts.maxFailureBackoffMs },
       probe: (deadline) => this.#attempt(forHop(PROBE, this.#edns), PROBE_QUESTION, deadline, true),
       probeBudgetMs: opts.connectTimeoutMs + opts.probeTimeoutMs,
-      // Dial failures are recorded at the dial, which a query may not have waited for.
-      counts: ["timeout", "closed", "protocol"],
+      policy: opts.health,
+      // Dial failures are reported at the dial, which a query may not have waited for.
+      reportedAtSource: ["connect", "tls"],
     });
   }
 
@@ -126,6 +129,7 @@ export class StreamUpstream implements Upstream {
   }
 
   async exchange(query: Uint8Array, question: Question, deadline: number): Promise<Exchange> {
+    const answeredAtSend = this.health.answered;
     const wire = forHop(query, this.#edns);
     let result = await this.#attempt(wire, question, deadline);
     // The connection died with our query on it (typically a server closing an idle connection
@@ -133,7 +137,7 @@ export class StreamUpstream implements Upstream {
     if (!result.ok && result.error.kind === "closed" && this.opts.clock.now() < deadline) {
       result = await this.#attempt(wire, question, deadline);
     }
-    this.#monitor.record(result);
+    this.#monitor.record(result, answeredAtSend);
     return result;
   }
 
@@ -259,13 +263,13 @@ export class StreamUpstream implements Upstream {
       return { ok: true, conn };
     } catch (err) {
       this.#addressIndex++; // the next dial tries the next resolved address, if there are several
-      const stage = dial.stage();
-      const kind: UpstreamErrorKind = timedOut ? "timeout" : stage;
+      // A connection not made in time is a connection failure like a refusal, of its stage.
+      const kind = dial.stage();
       const message = timedOut
         ? `${
-          stage === "tls" ? "TLS handshake" : "TCP connect"
+          kind === "tls" ? "TLS handshake" : "TCP connect"
         } timed out after ${this.opts.connectTimeoutMs} ms`
-        : `${stage === "tls" ? "TLS" : "connect"} failed: ${errText(err)}`;
+        : `${kind === "tls" ? "TLS" : "connect"} failed: ${errText(err)}`;
       if (this.#closing) return { ok: false, kind: "closed", message };
       this.#monitor.fail(kind, message);
       return { ok: false, kind, message };
