@@ -125,7 +125,14 @@ export class DohUpstream implements Upstream {
       this.#monitor.record(down, answeredAtSend); // may bring the probe forward
       return down;
     }
-    const result = await this.#post(forHop(query, this.opts.edns), question, deadline);
+    const wire = forHop(query, this.opts.edns);
+    let result = await this.#post(wire, question, deadline);
+    // As on a stream upstream, a connection that failed under the query (a pooled connection
+    // the server had just closed, a reset) gets one retry on a fresh one, if time allows. A TLS
+    // failure would only fail again.
+    if (!result.ok && result.error.kind === "connect" && this.opts.clock.now() < deadline) {
+      result = await this.#post(wire, question, deadline);
+    }
     this.#monitor.record(result, answeredAtSend);
     return result;
   }

@@ -42,6 +42,7 @@ export class StreamConnection {
   #writer: FramedWriter;
   #reader = new FrameReader();
   #closed = false;
+  #silent = false;
   /** When the peer last sent anything; -Infinity before it ever has. */
   #lastReadAt = -Infinity;
   #cancelIdle: Cancel | null = null;
@@ -72,6 +73,15 @@ export class StreamConnection {
   /** True once closed; a closed connection accepts nothing. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * True once closed by us because the peer said nothing while a query timed out: the queries
+   * it still carried got no reply, which is all that is known about them (not a broken
+   * connection: the server may just be slow on those names).
+   */
+  get abandonedAsSilent(): boolean {
+    return this.#silent;
   }
 
   /** True while another query can be sent without exceeding the in-flight cap. */
@@ -111,8 +121,10 @@ export class StreamConnection {
     // next queries get a fresh connection instead of waiting on a silent one. (A read at the
     // same instant as the send counts as heard from: on a coarse or fake clock, a peer that is
     // answering other names must not be taken for a dead one.)
-    if (this.#lastReadAt < sentAt) this.close("peer silent");
-    else this.#armIdle();
+    if (this.#lastReadAt < sentAt) {
+      this.#silent = true;
+      this.close("peer silent");
+    } else this.#armIdle();
   }
 
   #deliver(message: Uint8Array): void {

@@ -94,7 +94,8 @@ export class StreamUpstream implements Upstream {
       clock: opts.clock,
       random: opts.random,
       backoff: { baseMs: opts.failureBackoffMs, maxMs: opts.maxFailureBackoffMs },
-      probe: (deadline) => this.#attempt(forHop(PROBE, this.#edns), PROBE_QUESTION, deadline, true),
+      probe: async (deadline) =>
+        (await this.#attempt(forHop(PROBE, this.#edns), PROBE_QUESTION, deadline, true)).result,
       probeBudgetMs: opts.connectTimeoutMs + opts.probeTimeoutMs,
       policy: opts.health,
       // Dial failures are reported at the dial, which a query may not have waited for.
@@ -131,12 +132,13 @@ export class StreamUpstream implements Upstream {
   async exchange(query: Uint8Array, question: Question, deadline: number): Promise<Exchange> {
     const answeredAtSend = this.health.answered;
     const wire = forHop(query, this.#edns);
-    let result = await this.#attempt(wire, question, deadline);
+    const first = await this.#attempt(wire, question, deadline);
     // The connection died with our query on it (typically a server closing an idle connection
-    // as we wrote): one retry on a fresh connection, if time allows.
-    if (!result.ok && result.error.kind === "closed" && this.opts.clock.now() < deadline) {
-      result = await this.#attempt(wire, question, deadline);
-    }
+    // as we wrote, or one we gave up on as silent): one retry on a fresh connection, if time
+    // allows.
+    const result = first.lost && this.opts.clock.now() < deadline
+      ? (await this.#attempt(wire, question, deadline)).result
+      : first.result;
     this.#monitor.record(result, answeredAtSend);
     return result;
   }
@@ -150,18 +152,29 @@ export class StreamUpstream implements Upstream {
     await this.#dialing;
   }
 
+  /** One try on one connection; `lost` when that connection went away under the query. */
   async #attempt(
     query: Uint8Array,
     question: Question,
     deadline: number,
     probing = false,
-  ): Promise<Exchange> {
+  ): Promise<{ result: Exchange; lost: boolean }> {
     const acquired = await this.#acquire(deadline, probing);
-    if (!acquired.ok) return failure(acquired.kind, this.name, acquired.message);
-    const r = await acquired.conn.exchange(query, question, deadline);
-    return r.ok
-      ? { ok: true, reply: r.reply, msg: r.msg, upstream: this.name }
-      : failure(r.kind, this.name, r.message);
+    if (!acquired.ok) {
+      return { result: failure(acquired.kind, this.name, acquired.message), lost: false };
+    }
+    const { conn } = acquired;
+    const r = await conn.exchange(query, question, deadline);
+    if (r.ok) {
+      return { result: { ok: true, reply: r.reply, msg: r.msg, upstream: this.name }, lost: false };
+    }
+    if (r.kind !== "closed") return { result: failure(r.kind, this.name, r.message), lost: false };
+    // Dropped with a connection we gave up on as silent: no reply is all this query knows, and
+    // the health policy weighs it as such, not as a connection the server broke.
+    const result = conn.abandonedAsSilent
+      ? failure("timeout", this.name, `no reply; ${r.message}`)
+      : failure("closed", this.name, r.message);
+    return { result, lost: true };
   }
 
   /**
