@@ -116,6 +116,7 @@ connections_per_upstream = 64
 max_in_flight_per_connection = 65535
 failure_backoff = "250ms"
 max_failure_backoff = "1h"
+failure_threshold = 5
 strategy = "round_robin"
 bootstrap = ["9.9.9.9", "[2620:fe::fe]:5353", "[::ffff:192.0.2.1]"]
 padding = false
@@ -176,6 +177,7 @@ format = "text"
         connectionsPerUpstream: 64,
         maxInFlightPerConnection: 65535,
         failureBackoffMs: 250,
+        failureThreshold: 5,
         maxFailureBackoffMs: 3_600_000,
         strategy: "round_robin",
         bootstrap: [
