@@ -215,6 +215,8 @@ export class ResponseCache {
   readonly #staleMaxAgeMs: number;
   readonly #prefetchMinHits: number;
   readonly #entries = new Map<string, Entry>();
+  /** Where LRU eviction goes on from (see #evictOverBudget). */
+  #oldest: MapIterator<[string, Entry]> | null = null;
   #bytes = 0;
   #hits = 0;
   #misses = 0;
@@ -486,11 +488,23 @@ export class ResponseCache {
     this.#bytes -= e.data.length + key.length + CACHE_ENTRY_OVERHEAD;
   }
 
-  /** Drops least recently used entries (the Map's oldest) until both budgets hold. */
+  /**
+   * Drops least recently used entries (the Map's oldest) until both budgets hold. The iterator is
+   * kept from one eviction to the next: everything before its position has been evicted or moved
+   * to the end (a touch re-inserts), so it always stands at the oldest entry. A fresh iterator
+   * per eviction would first step over every slot freed since the Map last compacted itself
+   * (V8 keeps deleted slots until a rehash), tens of thousands at every store once the cache is
+   * full: 5 % of the miss path's CPU.
+   */
   #evictOverBudget(): void {
-    if (this.#entries.size <= this.#maxEntries && this.#bytes <= this.#maxBytes) return;
-    for (const [key, e] of this.#entries) {
-      if (this.#entries.size <= this.#maxEntries && this.#bytes <= this.#maxBytes) return;
+    while (this.#entries.size > this.#maxEntries || this.#bytes > this.#maxBytes) {
+      let next = this.#oldest?.next();
+      if (next === undefined || next.done) {
+        this.#oldest = this.#entries.entries();
+        next = this.#oldest.next();
+        if (next.done) return;
+      }
+      const [key, e] = next.value;
       this.#remove(key, e);
       this.#evictions++;
     }
