@@ -7,8 +7,9 @@
  */
 import { decodeMessage, isResponse, type Message, type Question } from "../dns/message.ts";
 import { questionMatches } from "../dns/reply.ts";
-import type { Cancel, Clock } from "../sys/clock.ts";
+import type { Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
+import { DeadlineQueue } from "./deadlines.ts";
 
 /** What a single send on a channel came to. */
 export type ConnectionResult =
@@ -30,8 +31,13 @@ export function totalDiscards(d: DiscardCounts): number {
 interface Pending {
   question: Question;
   settle: (r: ConnectionResult) => void;
-  cancelTimer: Cancel;
+  /** Which add this is: the deadline entry that belongs to it carries the same number. */
+  token: number;
+  sentAt: number;
 }
+
+/** Answered entries tolerated in the deadline heap beyond the live ones before a compaction. */
+const COMPACT_SLACK = 64;
 
 /** The most IDs a 16-bit field holds; a channel must cap its in-flight queries below this. */
 export const ID_SPACE = 65536;
@@ -40,6 +46,10 @@ export const ID_SPACE = 65536;
 export class PendingQueries {
   readonly discarded: DiscardCounts = { unknownId: 0, mismatched: 0, malformed: 0 };
   #pending = new Map<number, Pending>();
+  /** One timer for every deadline on the channel (see deadlines.ts). */
+  #deadlines: DeadlineQueue;
+  #tokens = 0;
+  #isLive = (id: number, token: number) => this.#pending.get(id)?.token === token;
 
   /**
    * `onTimeout` runs after a query timed out (already settled), with the time it was sent, so
@@ -47,11 +57,18 @@ export class PendingQueries {
    */
   constructor(
     private readonly opts: { clock: Clock; random: Random; onTimeout?: (sentAt: number) => void },
-  ) {}
+  ) {
+    this.#deadlines = new DeadlineQueue(opts.clock, (id, token) => this.#timeout(id, token));
+  }
 
   /** Queries outstanding right now. */
   get size(): number {
     return this.#pending.size;
+  }
+
+  /** Entries in the deadline heap, answered ones not yet swept included (tests: it stays bounded). */
+  get deadlinesHeld(): number {
+    return this.#deadlines.size;
   }
 
   /**
@@ -60,12 +77,16 @@ export class PendingQueries {
    */
   add(question: Question, deadline: number): { id: number; result: Promise<ConnectionResult> } {
     const id = this.#freeId();
-    const { clock } = this.opts;
-    const sentAt = clock.now();
-    const result = new Promise<ConnectionResult>((settle) => {
-      const cancelTimer = clock.schedule(deadline - sentAt, () => this.#timeout(id, sentAt));
-      this.#pending.set(id, { question, settle, cancelTimer });
-    });
+    const sentAt = this.opts.clock.now();
+    const token = ++this.#tokens;
+    let settle!: (r: ConnectionResult) => void;
+    const result = new Promise<ConnectionResult>((resolve) => (settle = resolve));
+    this.#pending.set(id, { question, settle, token, sentAt });
+    const deadlines = this.#deadlines;
+    deadlines.add(deadline, id, token);
+    // Answered entries wait in the heap until they come due; past a slack they are swept out at
+    // once, so the heap stays proportional to what is in flight.
+    if (deadlines.size > 2 * this.#pending.size + COMPACT_SLACK) deadlines.compact(this.#isLive);
     return { id, result };
   }
 
@@ -100,8 +121,7 @@ export class PendingQueries {
       this.discarded.mismatched++;
       return null;
     }
-    this.#pending.delete(id);
-    p.cancelTimer();
+    this.#forget(id);
     p.settle({ ok: true, reply: message, msg: decoded.value });
     return decoded.value;
   }
@@ -110,8 +130,7 @@ export class PendingQueries {
   abort(id: number, message: string): void {
     const p = this.#pending.get(id);
     if (!p) return;
-    this.#pending.delete(id);
-    p.cancelTimer();
+    this.#forget(id);
     p.settle({ ok: false, kind: "closed", message });
   }
 
@@ -119,10 +138,14 @@ export class PendingQueries {
   closeAll(message: string): void {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    for (const p of pending) {
-      p.cancelTimer();
-      p.settle({ ok: false, kind: "closed", message });
-    }
+    this.#deadlines.clear();
+    for (const p of pending) p.settle({ ok: false, kind: "closed", message });
+  }
+
+  /** Removes a settled query; with nothing left in flight the deadline timer goes too. */
+  #forget(id: number): void {
+    this.#pending.delete(id);
+    if (this.#pending.size === 0) this.#deadlines.clear();
   }
 
   #freeId(): number {
@@ -132,11 +155,11 @@ export class PendingQueries {
     }
   }
 
-  #timeout(id: number, sentAt: number): void {
+  #timeout(id: number, token: number): void {
     const p = this.#pending.get(id);
-    if (!p) return;
-    this.#pending.delete(id);
+    if (!p || p.token !== token) return; // answered (or the ID reused) before its deadline
+    this.#forget(id);
     p.settle({ ok: false, kind: "timeout", message: "no reply before the deadline" });
-    this.opts.onTimeout?.(sentAt);
+    this.opts.onTimeout?.(p.sentAt);
   }
 }

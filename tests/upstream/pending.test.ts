@@ -185,7 +185,7 @@ Deno.test("a query with no reply by its deadline settles as timeout once, and a 
 Deno.test("closing the channel settles every outstanding query as closed and cancels their deadlines", async () => {
   const { clock, pending, timeouts } = setup();
   const queries = [0, 1, 2].map(() => pending.add(QUESTION, clock.now() + 1000));
-  assert.equal(clock.pending, 3);
+  assert.equal(clock.pending, 1, "one timer serves every deadline of the channel");
   pending.closeAll("connection lost");
   for (const q of queries) {
     const r = await q.result;
@@ -255,4 +255,44 @@ Deno.test("a reply with bytes after the message is accepted and the extra bytes 
   assert.equal(msg.end, exact.length);
   assert.equal(pending.discarded.malformed, 0);
   assert.ok((await result).ok);
+});
+
+Deno.test("one timer serves thousands of queries and each still times out exactly at its own deadline", async () => {
+  const { clock, pending, timeouts } = setup();
+  const results: Promise<ConnectionResult>[] = [];
+  // Deadlines out of order (a group caps some attempts shorter): 1000 ms, 400 ms, 1000 ms, ...
+  for (let i = 0; i < 3000; i++) {
+    const { result } = pending.add(QUESTION, clock.now() + (i % 3 === 1 ? 400 : 1000));
+    results.push(result);
+  }
+  assert.equal(clock.pending, 1);
+  clock.advance(399);
+  assert.deepEqual(timeouts, []);
+  clock.advance(1);
+  assert.equal(timeouts.length, 1000, "the short deadlines, at 400 ms");
+  assert.equal(pending.size, 2000);
+  clock.advance(599);
+  assert.equal(timeouts.length, 1000);
+  clock.advance(1);
+  assert.equal(timeouts.length, 3000);
+  assert.equal(pending.size, 0);
+  assert.equal(clock.pending, 0, "no timer left once nothing is in flight");
+  for (const r of results) assert.equal((await r).ok, false);
+});
+
+Deno.test("answered queries do not accumulate in the deadline heap while others stay in flight", () => {
+  const { clock, pending } = setup();
+  // One query that never gets its answer keeps the channel busy; 10,000 others are answered.
+  pending.add(QUESTION, clock.now() + 60_000);
+  for (let i = 0; i < 10_000; i++) {
+    const { id } = pending.add(QUESTION, clock.now() + 5000);
+    assert.ok(pending.deliver(reply(id)));
+    clock.advance(1);
+  }
+  assert.equal(pending.size, 1);
+  assert.ok(
+    pending.deadlinesHeld <= 2 * pending.size + 64 + 1,
+    `heap holds ${pending.deadlinesHeld} entries for 1 query in flight`,
+  );
+  assert.equal(clock.pending, 1);
 });
