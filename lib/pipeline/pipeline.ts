@@ -579,7 +579,7 @@ export class Pipeline {
     // A routed name goes to its group's upstreams only, never to another group's.
     const upstream = route ? this.opts.routing?.groups.get(route.group) : this.opts.upstream;
     if (!upstream) return { ok: false, kind: "down", message: `no upstream group ${route?.group}` };
-    const r = await upstream.exchange(bytes, msg.question!, deadline);
+    const r = await upstream.exchange(bytes, msg.question!, deadline, msg);
     if (!r.ok) {
       const { error } = r;
       log.debug("{name} {qtype} failed upstream: {kind} {reason}", () => ({

@@ -6,7 +6,7 @@
  * and responses) and the pipeline maps the client's back. A hostname URL is reached through the
  * bootstrap resolver (see tunnel.ts); trust is Deno's roots plus the configured ca_file.
  */
-import { decodeMessage, type Question } from "../dns/message.ts";
+import { decodeMessage, type Message, type Question } from "../dns/message.ts";
 import type { HopEdns } from "../dns/edns.ts";
 import { questionMatches, setId } from "../dns/reply.ts";
 import { isIP } from "../config/ip.ts";
@@ -116,7 +116,12 @@ export class DohUpstream implements Upstream {
     return this.#tunnel?.opened ?? 0;
   }
 
-  async exchange(query: Uint8Array, question: Question, deadline: number): Promise<Exchange> {
+  async exchange(
+    query: Uint8Array,
+    question: Question,
+    deadline: number,
+    decoded?: Message,
+  ): Promise<Exchange> {
     if (this.#closing) return failure("closed", this.name, "upstream is shutting down");
     // Like a stream upstream with no open connection: while failing, only the probe asks.
     const answeredAtSend = this.health.answered;
@@ -125,7 +130,7 @@ export class DohUpstream implements Upstream {
       this.#monitor.record(down, answeredAtSend); // may bring the probe forward
       return down;
     }
-    const wire = forHop(query, this.opts.edns);
+    const wire = forHop(query, this.opts.edns, decoded);
     let result = await this.#post(wire, question, deadline);
     // As on a stream upstream, a connection that failed under the query (a pooled connection
     // the server had just closed, a reset) gets one retry on a fresh one, if time allows. A TLS

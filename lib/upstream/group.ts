@@ -13,7 +13,7 @@
  * Within a query, failures fall through to the next member in that order, each attempt capped at
  * `attemptTimeoutMs` and all of them at the query's deadline.
  */
-import { decodeHeader, type Question, Rcode, rcodeOf } from "../dns/message.ts";
+import { decodeHeader, type Message, type Question, Rcode, rcodeOf } from "../dns/message.ts";
 import type { Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
 import type { Health } from "./health.ts";
@@ -73,12 +73,17 @@ export class UpstreamGroup implements Upstream {
     return this.#rtt.get(member);
   }
 
-  async exchange(query: Uint8Array, question: Question, deadline: number): Promise<Exchange> {
+  async exchange(
+    query: Uint8Array,
+    question: Question,
+    deadline: number,
+    decoded?: Message,
+  ): Promise<Exchange> {
     const { healthy, resting } = this.#split();
     let order: GroupMember[];
     let last: Exchange | null = null;
     if (this.strategy === "parallel" && healthy.length > 1) {
-      const r = await this.#parallel(healthy, query, question, deadline);
+      const r = await this.#parallel(healthy, query, question, deadline, decoded);
       if (r.ok) return r;
       last = r;
       order = resting;
@@ -87,7 +92,7 @@ export class UpstreamGroup implements Upstream {
     }
     for (const member of order) {
       if (this.opts.clock.now() >= deadline) break;
-      const result = await this.#attempt(member, query, question, deadline);
+      const result = await this.#attempt(member, query, question, deadline, decoded);
       if (result.ok) return result;
       last = result;
     }
@@ -143,6 +148,7 @@ export class UpstreamGroup implements Upstream {
     query: Uint8Array,
     question: Question,
     deadline: number,
+    decoded: Message | undefined,
   ): Promise<Exchange> {
     const { clock, attemptTimeoutMs } = this.opts;
     const started = clock.now();
@@ -150,6 +156,7 @@ export class UpstreamGroup implements Upstream {
       query,
       question,
       Math.min(deadline, started + attemptTimeoutMs),
+      decoded,
     );
     const ms = clock.now() - started;
     // A timeout is a (pessimistic) sample too, so a member that stops answering loses its place.
@@ -173,6 +180,7 @@ export class UpstreamGroup implements Upstream {
     query: Uint8Array,
     question: Question,
     deadline: number,
+    decoded: Message | undefined,
   ): Promise<Exchange> {
     return new Promise((resolve) => {
       let left = members.length;
@@ -180,7 +188,7 @@ export class UpstreamGroup implements Upstream {
       let lastFailure: Exchange | null = null;
       let done = false;
       for (const m of members) {
-        this.#attempt(m, query, question, deadline).then((r) => {
+        this.#attempt(m, query, question, deadline, decoded).then((r) => {
           left--;
           if (done) return;
           if (r.ok && isGood(r.reply)) {

@@ -6,7 +6,7 @@
  * connection at the wrong moment never costs a client its answer. The two kinds differ only in the
  * dialer (and whether queries are padded), so they share all of this.
  */
-import type { Question } from "../dns/message.ts";
+import type { Message, Question } from "../dns/message.ts";
 import type { HopEdns } from "../dns/edns.ts";
 import { isIP } from "../config/ip.ts";
 import { logger } from "../sys/log.ts";
@@ -129,9 +129,14 @@ export class StreamUpstream implements Upstream {
     return this.#connections;
   }
 
-  async exchange(query: Uint8Array, question: Question, deadline: number): Promise<Exchange> {
+  async exchange(
+    query: Uint8Array,
+    question: Question,
+    deadline: number,
+    decoded?: Message,
+  ): Promise<Exchange> {
     const answeredAtSend = this.health.answered;
-    const wire = forHop(query, this.#edns);
+    const wire = forHop(query, this.#edns, decoded);
     const first = await this.#attempt(wire, question, deadline);
     // The connection died with our query on it (typically a server closing an idle connection
     // as we wrote, or one we gave up on as silent): one retry on a fresh connection, if time

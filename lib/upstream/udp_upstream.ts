@@ -6,7 +6,7 @@
  * keeps changing and an off-path spoofer has to guess it as well as the ID. A reply with TC=1 is
  * retried over TCP to the same server (RFC 7766 §5).
  */
-import type { Question } from "../dns/message.ts";
+import type { Message, Question } from "../dns/message.ts";
 import { Flag } from "../dns/message.ts";
 import { withId } from "../dns/reply.ts";
 import type { HopEdns } from "../dns/edns.ts";
@@ -213,13 +213,18 @@ export class UdpUpstream implements Upstream {
    * Unlike a stream upstream this never answers `down`: a UDP query costs nothing to try, and the
    * group already puts a failing member last, so it is asked only when nothing better is left.
    */
-  async exchange(query: Uint8Array, question: Question, deadline: number): Promise<Exchange> {
+  async exchange(
+    query: Uint8Array,
+    question: Question,
+    deadline: number,
+    decoded?: Message,
+  ): Promise<Exchange> {
     const answeredAtSend = this.health.answered;
-    const result = await this.#send(forHop(query, this.#edns), question, deadline);
+    const result = await this.#send(forHop(query, this.#edns, decoded), question, deadline);
     this.#monitor.record(result, answeredAtSend);
     if (!result.ok || !(result.reply[2] & (Flag.TC >> 8)) || !this.opts.tcp) return result;
     // Truncated: the whole answer only fits over TCP, to the same server (RFC 7766 §5).
-    const viaTcp = await this.opts.tcp.exchange(query, question, deadline);
+    const viaTcp = await this.opts.tcp.exchange(query, question, deadline, decoded);
     if (viaTcp.ok) return { ...viaTcp, upstream: this.name };
     return failure(viaTcp.error.kind, this.name, `TCP retry after TC=1: ${viaTcp.error.message}`);
   }

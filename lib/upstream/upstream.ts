@@ -46,9 +46,15 @@ export interface Upstream {
   readonly name: string;
   /**
    * Sends `query` (any ID; the upstream assigns its own) and waits for the reply whose ID and
-   * question match, until `deadline` on the injected clock.
+   * question match, until `deadline` on the injected clock. `decoded`, when the caller already
+   * decoded `query` (the pipeline did), spares the upstream decoding it again for its hop.
    */
-  exchange(query: Uint8Array, question: Question, deadline: number): Promise<Exchange>;
+  exchange(
+    query: Uint8Array,
+    question: Question,
+    deadline: number,
+    decoded?: Message,
+  ): Promise<Exchange>;
   /** Closes every connection; pending exchanges resolve as `closed`. */
   close(): Promise<void>;
 }
@@ -73,10 +79,16 @@ export interface UpstreamStats {
 /**
  * The query as this hop should see it: with `edns`, rewritten by `upstreamQuery` (fresh OPT, the
  * client's hop-by-hop options dropped, padding on encrypted transports); without, unchanged.
- * Every upstream kind calls this, so the rule lives in one place.
+ * Every upstream kind calls this, so the rule lives in one place. `decoded` is `query` already
+ * decoded (the pipeline's view), so the miss path decodes each query once.
  */
-export function forHop(query: Uint8Array, edns: HopEdns | undefined): Uint8Array {
+export function forHop(
+  query: Uint8Array,
+  edns: HopEdns | undefined,
+  decoded?: Message,
+): Uint8Array {
   if (!edns) return query;
-  const decoded = decodeQuery(query);
-  return decoded.ok ? upstreamQuery(query, decoded.value, edns) : query;
+  if (decoded) return upstreamQuery(query, decoded, edns);
+  const fresh = decodeQuery(query);
+  return fresh.ok ? upstreamQuery(query, fresh.value, edns) : query;
 }
