@@ -14,6 +14,13 @@
 #   hit-latency   the same names at a fixed rate (-Q), per-query latencies (dnsperf -v) -> p50/p99
 #   udp-misses    unique names (every query goes upstream over DoT), as fast as possible
 #   miss-latency  unique names at a fixed moderate rate, per-query latencies
+#   miss-cpu      unique names at a fixed rate (BENCH_MISS_CPU_QPS): the server's CPU per miss,
+#                 which other load on the machine disturbs far less than a top rate
+#   dot-hits      the hit names over DNS-over-TLS (dnsperf -m dot), as fast as possible, with
+#                 per-query latencies (the servers' TLS listeners, test certificate)
+#   doh-hits      the same over DNS-over-HTTPS (dnsperf -m doh, POST), with latencies
+#   doh-h2load    DoH by h2load (nghttp2-client): HTTP/2 POST of one cached query, 20
+#                 connections with 10 streams each, as fast as possible
 # It samples the CPU time of every process during each run, prints the tables (bench/report.ts)
 # and writes everything to bench/results/latest/ (built in bench/results/latest.tmp/ first, which
 # .gitignore ignores; a failed run leaves it there).
@@ -22,6 +29,9 @@
 # stopped on exit. Knobs (environment):
 #   BENCH_DURATION=10         seconds per measured run
 #   BENCH_SERVERS="dotproxy echo echo-reuse dnsdist unbound"   which servers, in this order
+#   BENCH_WORKLOADS="udp-hits tcp-hits hit-latency udp-misses miss-latency miss-cpu dot-hits
+#                    doh-hits doh-h2load"   which workloads (the echo servers run the UDP hit ones)
+#   BENCH_MISS_CPU_QPS=5000   rate of miss-cpu
 #   BENCH_LAT_QPS=            rate of hit-latency; default half of dotproxy's udp-hits rate
 #   BENCH_MISS_LAT_QPS=2000   rate of miss-latency
 #   BENCH_MISS_NAMES=800000   unique names for udp-misses (each server gets a fresh cache)
@@ -61,6 +71,8 @@ done
 
 DURATION="${BENCH_DURATION:-10}"
 SERVERS="${BENCH_SERVERS:-dotproxy echo echo-reuse dnsdist unbound}"
+WORKLOADS=" ${BENCH_WORKLOADS:-udp-hits tcp-hits hit-latency udp-misses miss-latency miss-cpu dot-hits doh-hits doh-h2load} "
+MISS_CPU_QPS="${BENCH_MISS_CPU_QPS:-5000}"
 LAT_QPS="${BENCH_LAT_QPS:-}"
 MISS_LAT_QPS="${BENCH_MISS_LAT_QPS:-2000}"
 MISS_NAMES="${BENCH_MISS_NAMES:-800000}"
@@ -100,7 +112,7 @@ OUT="$RESULTS.tmp"
 
 # --- tools --------------------------------------------------------------------------------------
 missing=()
-for tool in dnsperf unbound dnsdist dig taskset ss; do
+for tool in dnsperf unbound dnsdist dig taskset ss h2load; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -113,7 +125,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   as_root apt-get update </dev/null || log "apt-get update failed (continuing)"
   as_root apt-get install -y --no-install-recommends \
-    dnsperf unbound dnsdist bind9-dnsutils util-linux iproute2 </dev/null ||
+    dnsperf unbound dnsdist bind9-dnsutils util-linux iproute2 nghttp2-client </dev/null ||
     log "apt-get install reported an error; checking the tools anyway"
   [ "$created_policy" = 1 ] && as_root rm -f /usr/sbin/policy-rc.d
   hash -r
@@ -434,6 +446,16 @@ url = "udp://127.0.0.1:$1"
 [[listeners]]
 url = "tcp://127.0.0.1:$1"
 
+[[listeners]]
+url = "tls://127.0.0.1:$2"
+cert_file = "$CERT"
+key_file = "$KEY"
+
+[[listeners]]
+url = "https://127.0.0.1:$3/dns-query"
+cert_file = "$CERT"
+key_file = "$KEY"
+
 [[upstreams]]
 url = "tls://127.0.0.1:$UP_PORT"
 tls_name = "dns.test"
@@ -449,6 +471,8 @@ write_dnsdist_conf() {
 -- No security-status poll: it would send a DNS query off this machine.
 setSecurityPollSuffix("")
 setLocal("127.0.0.1:$1", {reusePort=false, maxInFlight=1000})
+addTLSLocal("127.0.0.1:$2", "$CERT", "$KEY", {provider="openssl", maxInFlight=1000})
+addDOHLocal("127.0.0.1:$3", "$CERT", "$KEY", "/dns-query")
 setACL({"127.0.0.0/8"})
 -- DoT to the upstream, verified against the test CA. maxInFlight enables pipelining
 -- (out-of-order) on the backend connections; without it dnsdist 1.7 sends one query at a time
@@ -478,7 +502,14 @@ server:
   num-threads: 1
   so-reuseport: no
   interface: 127.0.0.1@$1
+  interface: 127.0.0.1@$2
+  interface: 127.0.0.1@$3
   port: $1
+  tls-port: $2
+  https-port: $3
+  tls-service-key: "$KEY"
+  tls-service-pem: "$CERT"
+  http-endpoint: "/dns-query"
   do-ip4: yes
   do-ip6: no
   do-udp: yes
@@ -512,11 +543,16 @@ start_server() {
   local name="$1"
   free_port
   SRV_PORT="$PORT"
+  free_port
+  TLS_PORT="$PORT"
+  free_port
+  DOH_PORT="$PORT"
   case "$name" in
     dotproxy)
-      write_dotproxy_conf "$SRV_PORT"
+      write_dotproxy_conf "$SRV_PORT" "$TLS_PORT" "$DOH_PORT"
       start dotproxy "$SERVER_CORE" deno run --config "$DOTPROXY_DIR/deno.json" --allow-net \
-        "--allow-read=$OUT/configs/dotproxy.toml,$CA" "${DOTPROXY_FLAGS[@]+"${DOTPROXY_FLAGS[@]}"}" \
+        "--allow-read=$OUT/configs/dotproxy.toml,$CA,$CERT,$KEY" \
+        "${DOTPROXY_FLAGS[@]+"${DOTPROXY_FLAGS[@]}"}" \
         "$DOTPROXY_DIR/main.ts" --config "$OUT/configs/dotproxy.toml"
       SRV_PID="$STARTED_PID"
       wait_ready dotproxy "$SRV_PID" "$SRV_PORT" 192.0.2.53
@@ -530,7 +566,7 @@ start_server() {
       wait_ready "$name" "$SRV_PID" "$SRV_PORT" "QUESTION SECTION"
       ;;
     dnsdist)
-      write_dnsdist_conf "$SRV_PORT"
+      write_dnsdist_conf "$SRV_PORT" "$TLS_PORT" "$DOH_PORT"
       dnsdist --check-config -C "$OUT/configs/dnsdist.conf" >"$OUT/logs/dnsdist-check.log" 2>&1 ||
         die "dnsdist rejects its config: $(cat "$OUT/logs/dnsdist-check.log")"
       start dnsdist "$SERVER_CORE" dnsdist --supervised --disable-syslog \
@@ -539,7 +575,7 @@ start_server() {
       wait_ready dnsdist "$SRV_PID" "$SRV_PORT" 192.0.2.53
       ;;
     unbound)
-      write_unbound_fwd_conf "$SRV_PORT"
+      write_unbound_fwd_conf "$SRV_PORT" "$TLS_PORT" "$DOH_PORT"
       unbound-checkconf "$OUT/configs/unbound-forwarder.conf" >/dev/null ||
         die "unbound-checkconf rejects the forwarder config"
       start unbound "$SERVER_CORE" unbound -d -c "$OUT/configs/unbound-forwarder.conf"
@@ -565,38 +601,123 @@ warm_misses() {
   warm "$@" -d "$WORK/warm.txt" -n 1 -l 2 -c 10 -q 100 -Q 5000
 }
 
+want() { [[ "$WORKLOADS" == *" $1 "* ]]; }
+encrypted_wanted() { want dot-hits || want doh-hits || want doh-h2load; }
+
+# The encrypted front doors answer too (checked once the plain listener does).
+wait_encrypted_ready() {
+  local name="$1" pid="$2"
+  wait_ready "$name (DoT)" "$pid" "$TLS_PORT" 192.0.2.53 +tls "+tls-ca=$CA" +tls-hostname=dns.test
+  wait_ready "$name (DoH)" "$pid" "$DOH_PORT" 192.0.2.53 +https=/dns-query "+tls-ca=$CA" \
+    +tls-hostname=dns.test
+}
+
+# measure_h2load SERVER WORKLOAD SERVER_PID: DoH by h2load, HTTP/2 POST of one cached query
+# (h1.bench A, ID 0 as RFC 8484 recommends), 20 connections x 10 streams, DURATION seconds. One
+# TSV line: req/s as qps (latency percentiles come from the dnsperf doh-hits run: h2load prints
+# only min/max/mean).
+measure_h2load() {
+  local server="$1" workload="$2" srv_pid="$3" base="$OUT/raw/$1.$2"
+  printf '\x00\x00\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x02h1\x05bench\x00\x00\x01\x00\x01' \
+    >"$WORK/doh-query.bin"
+  local args=(-c "$CLIENTS" -m 10 -D "$DURATION" -d "$WORK/doh-query.bin"
+    -H "content-type: application/dns-message" -H "accept: application/dns-message"
+    "https://127.0.0.1:$DOH_PORT/dns-query")
+  log "$server $workload: h2load ${args[*]}"
+  echo "h2load ${args[*]}" >"$base.txt"
+  cpu_begin
+  taskset -c "$LOAD_CORE" h2load "${args[@]}" >"$WORK/h2.out" 2>&1 ||
+    die "h2load failed ($server $workload): $(tail -n 5 "$WORK/h2.out")"
+  cpu_end "$srv_pid" "$UP_PID"
+  cat "$WORK/h2.out" >>"$base.txt"
+  local rps done failed errored total mean max
+  rps="$(awk '/^finished in/ { gsub(/,/, ""); printf "%.0f", $4 }' "$WORK/h2.out")"
+  read -r total done failed errored < <(awk '/^requests:/ { print $2, $8, $12, $14 }' "$WORK/h2.out")
+  read -r max mean < <(awk '/^time for request:/ {
+      m = $5; a = $6
+      # h2load prints us/ms/s units; convert to ms.
+      if (m ~ /us$/) { sub(/us$/, "", m); m /= 1000 } else if (m ~ /ms$/) sub(/ms$/, "", m)
+      else if (m ~ /s$/) { sub(/s$/, "", m); m *= 1000 }
+      if (a ~ /us$/) { sub(/us$/, "", a); a /= 1000 } else if (a ~ /ms$/) sub(/ms$/, "", a)
+      else if (a ~ /s$/) { sub(/s$/, "", a); a *= 1000 }
+      printf "%.3f %.3f\n", m, a }' "$WORK/h2.out")
+  [ -n "$rps" ] || die "no result from h2load ($server $workload); see ${base#"$ROOT"/}.txt"
+  local lost=$((total - done + failed + errored)) lost_pct
+  lost_pct="$(awk -v l="$lost" -v t="$total" 'BEGIN { printf "%.2f", t > 0 ? 100 * l / t : 0 }')"
+  local rcodes="HTTP_2xx_${done}"
+  printf '%s\n' "$server	$workload	-	$rps	$total	$done	$lost	$lost_pct	$rcodes	$mean	-	-	-	-	$max	$SRV_CPU	$UP_CPU	-	$OTHER_CPU	-	$DURATION" \
+    >>"$OUT/results.tsv"
+  log "  -> $rps req/s, failed $failed, errored $errored, mean $mean ms, max $max ms;" \
+    "CPU % server $SRV_CPU other $OTHER_CPU"
+}
+
 run_server() {
   local name="$1"
   start_server "$name"
   local to=(-s 127.0.0.1 -p "$SRV_PORT")
   local load=(-c "$CLIENTS" -q "$OUTSTANDING" -l "$DURATION")
 
-  wait_quiet
-  warm_hits "${to[@]}"
-  measure "$name" udp-hits "$SRV_PID" - "${to[@]}" -d "$WORK/hits.txt" "${load[@]}"
-  if [ -z "$LAT_QPS" ]; then
+  if want udp-hits || { want hit-latency && [ -z "$LAT_QPS" ]; }; then
+    wait_quiet
+    warm_hits "${to[@]}"
+    measure "$name" udp-hits "$SRV_PID" - "${to[@]}" -d "$WORK/hits.txt" "${load[@]}"
+  fi
+  if [ -z "$LAT_QPS" ] && want hit-latency; then
     # Half of the first server's (dotproxy's) top rate, rounded down to 100: the issue's target.
     LAT_QPS=$((LAST_QPS / 200 * 100))
     [ "$LAT_QPS" -ge 500 ] || LAT_QPS=500
     log "hit-latency rate for every server: $LAT_QPS qps"
   fi
-  if [[ "$name" != echo* ]]; then
+  if [[ "$name" != echo* ]] && want tcp-hits; then
     wait_quiet
     warm_hits "${to[@]}"
     measure "$name" tcp-hits "$SRV_PID" - "${to[@]}" -m tcp -d "$WORK/hits.txt" "${load[@]}"
   fi
-  wait_quiet
-  warm_hits "${to[@]}"
-  measure "$name" hit-latency "$SRV_PID" "$LAT_QPS" "${to[@]}" -d "$WORK/hits.txt" \
-    -c 10 -q 200 -l "$DURATION" -Q "$LAT_QPS" -v
+  if want hit-latency; then
+    wait_quiet
+    warm_hits "${to[@]}"
+    measure "$name" hit-latency "$SRV_PID" "$LAT_QPS" "${to[@]}" -d "$WORK/hits.txt" \
+      -c 10 -q 200 -l "$DURATION" -Q "$LAT_QPS" -v
+  fi
   if [[ "$name" != echo* ]]; then
-    wait_quiet
-    warm_misses "${to[@]}"
-    measure "$name" udp-misses "$SRV_PID" - "${to[@]}" -d "$WORK/misses.txt" -n 1 "${load[@]}"
-    wait_quiet
-    warm_misses "${to[@]}"
-    measure "$name" miss-latency "$SRV_PID" "$MISS_LAT_QPS" "${to[@]}" -d "$WORK/misslat.txt" \
-      -n 1 -c 10 -q 200 -l "$DURATION" -Q "$MISS_LAT_QPS" -v
+    if want udp-misses; then
+      wait_quiet
+      warm_misses "${to[@]}"
+      measure "$name" udp-misses "$SRV_PID" - "${to[@]}" -d "$WORK/misses.txt" -n 1 "${load[@]}"
+    fi
+    if want miss-latency; then
+      wait_quiet
+      warm_misses "${to[@]}"
+      measure "$name" miss-latency "$SRV_PID" "$MISS_LAT_QPS" "${to[@]}" -d "$WORK/misslat.txt" \
+        -n 1 -c 10 -q 200 -l "$DURATION" -Q "$MISS_LAT_QPS" -v
+    fi
+    if want miss-cpu; then
+      wait_quiet
+      warm_misses "${to[@]}"
+      measure "$name" miss-cpu "$SRV_PID" "$MISS_CPU_QPS" "${to[@]}" -d "$WORK/misscpu.txt" \
+        -n 1 -c 10 -q 200 -l "$DURATION" -Q "$MISS_CPU_QPS"
+    fi
+    if encrypted_wanted; then
+      wait_encrypted_ready "$name" "$SRV_PID"
+      if want dot-hits; then
+        wait_quiet
+        warm_hits "${to[@]}"
+        measure "$name" dot-hits "$SRV_PID" - -s 127.0.0.1 -p "$TLS_PORT" -m dot \
+          -d "$WORK/hits.txt" "${load[@]}" -v
+      fi
+      if want doh-hits; then
+        wait_quiet
+        warm_hits "${to[@]}"
+        measure "$name" doh-hits "$SRV_PID" - -s 127.0.0.1 -p "$DOH_PORT" -m doh \
+          -O "doh-uri=https://127.0.0.1:$DOH_PORT/dns-query" -O doh-method=POST \
+          -d "$WORK/hits.txt" "${load[@]}" -v
+      fi
+      if want doh-h2load; then
+        wait_quiet
+        warm_hits "${to[@]}"
+        measure_h2load "$name" doh-h2load "$SRV_PID"
+      fi
+    fi
   fi
   stop_pid "$SRV_PID"
   log "$name stopped"
@@ -664,6 +785,8 @@ awk -v n="$HIT_NAMES" 'BEGIN { for (i = 1; i <= n; i++) printf "h%d.bench A\n", 
 awk -v n="$MISS_NAMES" 'BEGIN { for (i = 1; i <= n; i++) printf "m%d.bench A\n", i }' \
   >"$WORK/misses.txt"
 awk 'BEGIN { for (i = 1; i <= 200000; i++) printf "l%d.bench A\n", i }' >"$WORK/misslat.txt"
+awk -v n="$((MISS_CPU_QPS * DURATION * 2))" 'BEGIN { for (i = 1; i <= n; i++) printf "c%d.bench A\n", i }' \
+  >"$WORK/misscpu.txt"
 
 # Is anything else using the CPU? (Other work on the machine skews every number.)
 busy_before="$(other_busy)"
@@ -687,6 +810,8 @@ fi
   echo "servers: $SERVERS"
   echo "dnsperf_throughput: -c $CLIENTS -q $OUTSTANDING -l $DURATION"
   echo "miss_lat_qps: $MISS_LAT_QPS"
+  echo "miss_cpu_qps: $MISS_CPU_QPS"
+  echo "workloads:$WORKLOADS"
   echo "busy_before_run_pct: $busy_before"
 } >"$OUT/meta.txt"
 
