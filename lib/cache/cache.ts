@@ -21,6 +21,9 @@ import {
   RRType,
 } from "../dns/message.ts";
 import { restoreQuestionCase, withoutOpt } from "../dns/reply.ts";
+
+/** A reply without its OPT and its TTL positions, as withoutOpt makes it. */
+type Stripped = NonNullable<ReturnType<typeof withoutOpt>>;
 import type { Clock } from "../sys/clock.ts";
 import { keyBits, keyFor } from "./key.ts";
 
@@ -256,7 +259,8 @@ export class ResponseCache {
    * not match `key`, a TTL of 0 from upstream, or an entry larger than maxBytes. The upstream OPT
    * is not stored, only `options` from it (the ones the client should get too, see
    * relayedOptions), given back with every hit. `tag` is the route it was fetched under (see
-   * lookup). Returns whether the reply was stored.
+   * lookup). `stripped` is `withoutOpt(reply, msg)` when the caller already made it (the
+   * pipeline needs it for the client too). Returns whether the reply was stored.
    */
   store(
     key: string,
@@ -264,6 +268,7 @@ export class ResponseCache {
     msg: Message,
     options?: readonly EdnsOption[] | null,
     tag = 0,
+    stripped?: Stripped | null,
   ): boolean {
     const q = msg.question;
     // The reply's question must be the key's (the flag bits and client subnet, which replies do
@@ -282,9 +287,9 @@ export class ResponseCache {
     const old = this.#entries.get(key);
     const now = this.#clock.now() - this.#epoch;
     if (kind === SERVFAIL && old !== undefined && this.#servable(old, now)) return false;
-    const stripped = withoutOpt(reply, msg);
-    if (stripped === null) return false;
-    const { bytes, ttlOffsets } = stripped;
+    const cut = stripped === undefined ? withoutOpt(reply, msg) : stripped;
+    if (cut === null) return false;
+    const { bytes, ttlOffsets } = cut;
     const msgLen = bytes.length;
     let optLen = 0;
     for (const o of options ?? []) optLen += 4 + o.data.length;

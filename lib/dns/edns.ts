@@ -7,7 +7,7 @@
 
 import { EDE_OPTION_CODE } from "./ede.ts";
 import { type Edns, type EdnsOption, Flag, HEADER_SIZE, type Message, Rcode } from "./message.ts";
-import { appendOpt, withoutOpt } from "./reply.ts";
+import { appendOpt, optSize, withoutOpt, writeOpt } from "./reply.ts";
 
 /** EDNS option codes the proxy acts on (IANA "DNS EDNS0 Option Codes"). */
 export const OptionCode = {
@@ -66,21 +66,6 @@ export interface HopEdns {
 export function upstreamQuery(query: Uint8Array, msg: Message, opts: HopEdns): Uint8Array {
   const q = msg.question;
   const qLen = q ? q.name.length + 4 : 0;
-  const base = new Uint8Array(HEADER_SIZE + qLen);
-  base.set(query.subarray(0, 2)); // ID; the upstream overwrites it
-  const flags = (msg.header.flags & FORWARDED_QUERY_FLAGS) | Flag.AD;
-  base[2] = flags >> 8;
-  base[3] = flags & 0xff;
-  if (q) {
-    base[5] = 1; // QDCOUNT; AN/NS/AR stay 0, appendOpt sets AR to 1
-    // Written from the decoded, uncompressed name: a pointer copied verbatim could dangle.
-    base.set(q.name, HEADER_SIZE);
-    const t = HEADER_SIZE + q.name.length;
-    base[t] = q.qtype >> 8;
-    base[t + 1] = q.qtype & 0xff;
-    base[t + 2] = q.qclass >> 8;
-    base[t + 3] = q.qclass & 0xff;
-  }
   const options: EdnsOption[] = [];
   if (opts.keepEcs && msg.edns) {
     for (const o of msg.edns.options) {
@@ -89,18 +74,42 @@ export function upstreamQuery(query: Uint8Array, msg: Message, opts: HopEdns): U
       }
     }
   }
-  if (opts.keepalive) options.push({ code: OptionCode.TCP_KEEPALIVE, data: new Uint8Array(0) });
+  if (opts.keepalive) options.push(KEEPALIVE_REQUEST);
   if (opts.pad) {
-    const unpadded = base.length + optLength(options) + 4;
+    const unpadded = HEADER_SIZE + qLen + optSize(options) + 4;
     const fill = (QUERY_PADDING_BLOCK - (unpadded % QUERY_PADDING_BLOCK)) % QUERY_PADDING_BLOCK;
-    options.push({ code: OptionCode.PADDING, data: new Uint8Array(fill) }); // zero octets, §4
+    options.push(QUERY_PADDING[fill]); // zero octets, RFC 7830 §4
   }
-  return appendOpt(base, {
-    udpSize: opts.udpSize,
-    dnssecOk: msg.edns?.dnssecOk ?? false,
-    options,
-  });
+  if (opts.udpSize < 0 || opts.udpSize > 0xffff) throw new RangeError("udpSize out of range");
+  // One buffer: header, question, OPT (the hop's query is built once per miss).
+  const out = new Uint8Array(HEADER_SIZE + qLen + optSize(options));
+  out.set(query.subarray(0, 2)); // ID; the upstream overwrites it
+  const flags = (msg.header.flags & FORWARDED_QUERY_FLAGS) | Flag.AD;
+  out[2] = flags >> 8;
+  out[3] = flags & 0xff;
+  if (q) {
+    out[5] = 1; // QDCOUNT; AN/NS stay 0
+    // Written from the decoded, uncompressed name: a pointer copied verbatim could dangle.
+    out.set(q.name, HEADER_SIZE);
+    const t = HEADER_SIZE + q.name.length;
+    out[t] = q.qtype >> 8;
+    out[t + 1] = q.qtype & 0xff;
+    out[t + 2] = q.qclass >> 8;
+    out[t + 3] = q.qclass & 0xff;
+  }
+  out[11] = 1; // ARCOUNT: our OPT
+  writeOpt(out, HEADER_SIZE + qLen, opts.udpSize, 0, msg.edns?.dnssecOk ?? false, options);
+  return out;
 }
+
+/** The edns-tcp-keepalive option a query carries to ask for the server's timeout (no data). */
+const KEEPALIVE_REQUEST: EdnsOption = { code: OptionCode.TCP_KEEPALIVE, data: new Uint8Array(0) };
+
+/** Padding options of every length a query can need, made once (their data is never written). */
+const QUERY_PADDING: readonly EdnsOption[] = Array.from(
+  { length: QUERY_PADDING_BLOCK },
+  (_, n) => ({ code: OptionCode.PADDING, data: new Uint8Array(n) }),
+);
 
 /** What the client's query said, and what its answer should carry, on the client's own hop. */
 export interface ClientEdns {
@@ -150,7 +159,7 @@ export function forClient(answer: Uint8Array, client: ClientEdns): Uint8Array {
   }
   let options = client.options ?? NO_OPTIONS;
   if (client.pad) {
-    const unpadded = answer.length + optLength(options) + 4;
+    const unpadded = answer.length + optSize(options) + 4;
     const padded = Math.min(
       Math.ceil(unpadded / RESPONSE_PADDING_BLOCK) * RESPONSE_PADDING_BLOCK,
       MAX_MESSAGE_SIZE,
@@ -275,12 +284,6 @@ export function keepaliveTimeoutMs(edns: Edns | null): number | null {
     }
   }
   return null;
-}
-
-function optLength(options: readonly EdnsOption[]): number {
-  let n = 11; // root owner, type, class, TTL, rdlength
-  for (const o of options) n += 4 + o.data.length;
-  return n;
 }
 
 /**

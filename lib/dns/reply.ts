@@ -73,14 +73,19 @@ function writeQuestion(
   return p + 4;
 }
 
-function optSize(options: readonly EdnsOption[]): number {
+/** The size of an OPT RR carrying `options` (for callers that build a message in one buffer). */
+export function optSize(options: readonly EdnsOption[]): number {
   let n = OPT_FIXED_SIZE;
   for (const o of options) n += 4 + o.data.length;
   return n;
 }
 
-/** Writes an OPT RR at `p` (size from optSize); returns the offset after it. */
-function writeOpt(
+/**
+ * Writes an OPT RR at `p` into a buffer with room for it (size from optSize); returns the offset
+ * after it. The caller has checked the values (udpSize and option codes and lengths are u16,
+ * extendedRcode a byte), as appendOpt does.
+ */
+export function writeOpt(
   out: Uint8Array,
   p: number,
   udpSize: number,

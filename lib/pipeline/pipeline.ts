@@ -39,6 +39,7 @@ import {
   restoreQuestionCase,
   setId,
   txtAnswer,
+  withoutOpt,
 } from "../dns/reply.ts";
 import { nameFromString, nameKey, nameToString } from "../dns/wire.ts";
 import type { AnyQueryAction, NonRecursiveAction } from "../config/enums.ts";
@@ -223,7 +224,14 @@ function isFailureRcode(rcode: number): boolean {
 
 /** An upstream reply shared by every client waiting for the same key. */
 type Forwarded =
-  | { ok: true; reply: Uint8Array; msg: Message; upstream: string }
+  | {
+    ok: true;
+    reply: Uint8Array;
+    msg: Message;
+    /** `reply` without its OPT, made once for the cache and every waiting client (copy it). */
+    optless: Uint8Array;
+    upstream: string;
+  }
   | { ok: false; kind: UpstreamErrorKind | typeof REBINDING_REFUSED; message: string };
 
 /** A Forwarded failure kind: rebinding protection refused the upstream's answer. */
@@ -540,7 +548,7 @@ export class Pipeline {
     }
     if (result.ok) {
       const relayed = this.#relayedFor(relayedOptions(result.msg.edns, ecs !== null), ecs);
-      const out = this.#finish(optless(result.reply, result.msg), msg, pad, {
+      const out = this.#finish(result.optless.slice(), msg, pad, {
         relayed,
         extendedRcode: result.msg.rcode >> 4,
       });
@@ -625,10 +633,12 @@ export class Pipeline {
     const relayed = relayedOptions(replyMsg.edns, ecs !== null);
     // A scope narrower than the client's source prefix (RFC 7871 §7.3.1) would need a finer key
     // than the subnet as sent: such an answer goes to the clients waiting now, and is not cached.
+    const stripped = withoutOpt(reply, replyMsg);
     if (!ecs || ecsScope(relayed) <= ecs.sourcePrefix) {
-      this.opts.cache?.store(key, reply, replyMsg, relayed, route?.cacheTag);
+      this.opts.cache?.store(key, reply, replyMsg, relayed, route?.cacheTag, stripped);
     }
-    return { ok: true, reply, msg: replyMsg, upstream: r.upstream };
+    const answer = stripped?.bytes ?? optless(reply, replyMsg);
+    return { ok: true, reply, msg: replyMsg, optless: answer, upstream: r.upstream };
   }
 
   /** Refreshes a popular entry before it expires; joins a refresh already under way. */

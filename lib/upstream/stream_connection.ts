@@ -7,7 +7,7 @@
  */
 import type { Question } from "../dns/message.ts";
 import { keepaliveTimeoutMs } from "../dns/edns.ts";
-import { withId } from "../dns/reply.ts";
+import { setId } from "../dns/reply.ts";
 import { FramedWriter, FrameReader } from "../listen/framing.ts";
 import type { Cancel, Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
@@ -94,13 +94,17 @@ export class StreamConnection {
     return this.#idleTimeoutMs;
   }
 
-  /** Sends one query and waits for its reply until `deadline`. */
+  /**
+   * Sends one query and waits for its reply until `deadline`. The connection takes `query` over:
+   * its ID is overwritten in place (no copy per query), so the caller passes a buffer of its own.
+   */
   exchange(query: Uint8Array, question: Question, deadline: number): Promise<ConnectionResult> {
     if (this.#closed) return Promise.resolve({ ok: false, kind: "closed", message: "closed" });
     this.#cancelIdle?.();
     this.#cancelIdle = null;
     const { id, result } = this.#pending.add(question, deadline);
-    this.#writer.send(withId(query, id));
+    setId(query, id);
+    this.#writer.send(query);
     return result;
   }
 

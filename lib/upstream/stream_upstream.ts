@@ -95,7 +95,13 @@ export class StreamUpstream implements Upstream {
       random: opts.random,
       backoff: { baseMs: opts.failureBackoffMs, maxMs: opts.maxFailureBackoffMs },
       probe: async (deadline) =>
-        (await this.#attempt(forHop(PROBE, this.#edns), PROBE_QUESTION, deadline, true)).result,
+        (await this.#attempt(
+          owned(forHop(PROBE, this.#edns), PROBE),
+          PROBE_QUESTION,
+          deadline,
+          true,
+        ))
+          .result,
       probeBudgetMs: opts.connectTimeoutMs + opts.probeTimeoutMs,
       policy: opts.health,
       // Dial failures are reported at the dial, which a query may not have waited for.
@@ -136,13 +142,15 @@ export class StreamUpstream implements Upstream {
     decoded?: Message,
   ): Promise<Exchange> {
     const answeredAtSend = this.health.answered;
-    const wire = forHop(query, this.#edns, decoded);
+    // A connection writes the ID into the buffer it is given: the hop's query is ours (forHop
+    // made it) unless forHop passed the client's through.
+    const wire = owned(forHop(query, this.#edns, decoded), query);
     const first = await this.#attempt(wire, question, deadline);
     // The connection died with our query on it (typically a server closing an idle connection
     // as we wrote, or one we gave up on as silent): one retry on a fresh connection, if time
     // allows.
     const result = first.lost && this.opts.clock.now() < deadline
-      ? (await this.#attempt(wire, question, deadline)).result
+      ? (await this.#attempt(wire.slice(), question, deadline)).result
       : first.result;
     this.#monitor.record(result, answeredAtSend);
     return result;
@@ -306,4 +314,9 @@ export class StreamUpstream implements Upstream {
       reason,
     });
   }
+}
+
+/** `wire` itself when it is a buffer of our own, else a copy (it is `source`, someone else's). */
+function owned(wire: Uint8Array, source: Uint8Array): Uint8Array {
+  return wire === source ? wire.slice() : wire;
 }
