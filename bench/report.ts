@@ -65,7 +65,15 @@ const rows: Row[] = lines.filter((l) => l.trim()).map((line) => {
 
 const find = (server: string, workload: string) =>
   rows.find((r) => r.server === server && r.workload === workload);
-const SERVER_ORDER = ["dotproxy", "dnsdist", "unbound", "echo", "echo-reuse"];
+const SERVER_ORDER = [
+  "dotproxy",
+  "dnsdist",
+  "unbound",
+  "echo",
+  "echo-reuse",
+  "workers1",
+  "workers2",
+];
 const servers = [...new Set(rows.map((r) => r.server))]
   .filter((s) => !s.endsWith("-profiled"))
   .sort((a, b) => rank(a) - rank(b));
@@ -79,6 +87,8 @@ const LABEL: Record<string, string> = {
   unbound: "unbound fwd",
   echo: "Deno echo",
   "echo-reuse": "Deno echo, reused buffer",
+  workers1: "prototype, 1 Worker",
+  workers2: "prototype, 2 Workers",
 };
 const label = (s: string) => LABEL[s] ?? s;
 
@@ -141,9 +151,19 @@ out.push(
 out.push(hitNote);
 
 // Throughput.
-const peers = servers.filter((s) => s !== "dotproxy" && !s.startsWith("echo"));
+const peers = servers.filter((s) =>
+  s !== "dotproxy" && !s.startsWith("echo") && !s.startsWith("workers")
+);
 const echos = servers.filter((s) => s.startsWith("echo"));
-const thrWorkloads = ["udp-hits", "tcp-hits", "udp-misses", "dot-hits", "doh-hits", "doh-h2load"];
+const thrWorkloads = [
+  "udp-hits",
+  "tcp-hits",
+  "udp-misses",
+  "tcp-misses",
+  "dot-hits",
+  "doh-hits",
+  "doh-h2load",
+];
 out.push("## Throughput (queries per second)");
 out.push("");
 out.push(table(

@@ -8,6 +8,8 @@
 #   echo-reuse the same passing a reused buffer to receive(): the most a Deno UDP server can do
 #   dnsdist    with its packet cache, forwarding over DoT to the same unbound
 #   unbound    a second unbound as a caching DoT forwarder to the same unbound
+#   workers1, workers2   (not in the default list) bench/workers_proto.ts: 1 or 2 Workers with
+#              reusePort TCP listeners, on both cores (a prototype; see BENCHMARKS.md)
 # and drives each with dnsperf (core 1) through the same workloads:
 #   udp-hits      1,000 names, warmed first, UDP, as fast as possible
 #   tcp-hits      the same names over TCP, many queries per connection
@@ -21,6 +23,7 @@
 #   doh-hits      the same over DNS-over-HTTPS (dnsperf -m doh, POST), with latencies
 #   doh-h2load    DoH by h2load (nghttp2-client): HTTP/2 POST of one cached query, 20
 #                 connections with 10 streams each, as fast as possible
+#   tcp-misses    (not in the default list) unique names over TCP, as fast as possible
 # It samples the CPU time of every process during each run, prints the tables (bench/report.ts)
 # and writes everything to bench/results/latest/ (built in bench/results/latest.tmp/ first, which
 # .gitignore ignores; a failed run leaves it there).
@@ -39,6 +42,7 @@
 #                             udp-misses and summarise it (bench/profile_summary.ts)
 #   BENCH_REF=                a git ref (e.g. HEAD): run dotproxy from `git archive REF` instead
 #                             of a copy of the working tree taken at the start
+#   BENCH_DOTPROXY_FLAGS=     extra `deno run` flags for dotproxy, e.g. --v8-flags=--trace-gc
 #   BENCH_UPSTREAM_NODELAY=1  preload bench/upstream_nodelay.c (built with cc) into the upstream
 #                             unbound so it sets TCP_NODELAY, which 1.17 does not (0: don't)
 #   BENCH_RESULTS=latest      results go to bench/results/$BENCH_RESULTS/
@@ -77,6 +81,7 @@ LAT_QPS="${BENCH_LAT_QPS:-}"
 MISS_LAT_QPS="${BENCH_MISS_LAT_QPS:-2000}"
 MISS_NAMES="${BENCH_MISS_NAMES:-800000}"
 PROFILE="${BENCH_PROFILE:-0}"
+read -r -a DOTPROXY_FLAGS <<<"${BENCH_DOTPROXY_FLAGS:-}"
 REF="${BENCH_REF:-}"
 UPSTREAM_NODELAY="${BENCH_UPSTREAM_NODELAY:-1}"
 PORT_BASE="${BENCH_PORT_BASE:-25300}"
@@ -582,7 +587,14 @@ start_server() {
       SRV_PID="$STARTED_PID"
       wait_ready unbound "$SRV_PID" "$SRV_PORT" 192.0.2.53
       ;;
-    *) die "unknown server: $name (dotproxy, echo, echo-reuse, dnsdist, unbound)" ;;
+    workers1 | workers2)
+      start "$name" "$SERVER_CORE,$LOAD_CORE" deno run --allow-net "--allow-read=$CA" \
+        bench/workers_proto.ts --port "$SRV_PORT" --workers "${name#workers}" \
+        --upstream "127.0.0.1:$UP_PORT" --tls-name dns.test --ca "$CA"
+      SRV_PID="$STARTED_PID"
+      wait_ready "$name" "$SRV_PID" "$SRV_PORT" 192.0.2.53 +tcp
+      ;;
+    *) die "unknown server: $name (dotproxy, echo, echo-reuse, dnsdist, unbound, workers1, workers2)" ;;
   esac
   log "$name started (pid $SRV_PID, port $SRV_PORT, core $SERVER_CORE)"
 }
@@ -651,8 +663,33 @@ measure_h2load() {
     "CPU % server $SRV_CPU other $OTHER_CPU"
 }
 
+# The Worker prototype listens on TCP only, one cache per Worker: warmed over TCP, several
+# passes, so that every Worker has seen every hit name.
+run_workers() {
+  local name="$1"
+  start_server "$name"
+  local to=(-s 127.0.0.1 -p "$SRV_PORT" -m tcp)
+  local load=(-c "$CLIENTS" -q "$OUTSTANDING" -l "$DURATION")
+  if want tcp-hits; then
+    wait_quiet
+    warm "${to[@]}" -d "$WORK/hits.txt" -n 5 -l 20 -c 20 -q 50
+    measure "$name" tcp-hits "$SRV_PID" - "${to[@]}" -d "$WORK/hits.txt" "${load[@]}"
+  fi
+  if want tcp-misses; then
+    wait_quiet
+    warm_misses "${to[@]}"
+    measure "$name" tcp-misses "$SRV_PID" - "${to[@]}" -d "$WORK/misses.txt" -n 1 "${load[@]}"
+  fi
+  stop_pid "$SRV_PID"
+  log "$name stopped"
+}
+
 run_server() {
   local name="$1"
+  if [[ "$name" == workers* ]]; then
+    run_workers "$name"
+    return
+  fi
   start_server "$name"
   local to=(-s 127.0.0.1 -p "$SRV_PORT")
   local load=(-c "$CLIENTS" -q "$OUTSTANDING" -l "$DURATION")
@@ -691,6 +728,12 @@ run_server() {
       measure "$name" miss-latency "$SRV_PID" "$MISS_LAT_QPS" "${to[@]}" -d "$WORK/misslat.txt" \
         -n 1 -c 10 -q 200 -l "$DURATION" -Q "$MISS_LAT_QPS" -v
     fi
+    if want tcp-misses; then
+      wait_quiet
+      warm_misses "${to[@]}"
+      measure "$name" tcp-misses "$SRV_PID" - "${to[@]}" -m tcp -d "$WORK/misses.txt" -n 1 \
+        "${load[@]}"
+    fi
     if want miss-cpu; then
       wait_quiet
       warm_misses "${to[@]}"
@@ -726,9 +769,10 @@ run_server() {
 # --- profile of dotproxy under udp-misses -------------------------------------------------------
 run_profile() {
   mkdir -p "$OUT/profile"
-  DOTPROXY_FLAGS=(--cpu-prof "--cpu-prof-dir=$OUT/profile")
+  local flags=("${DOTPROXY_FLAGS[@]+"${DOTPROXY_FLAGS[@]}"}")
+  DOTPROXY_FLAGS+=(--cpu-prof "--cpu-prof-dir=$OUT/profile")
   start_server dotproxy
-  DOTPROXY_FLAGS=()
+  DOTPROXY_FLAGS=("${flags[@]+"${flags[@]}"}")
   local to=(-s 127.0.0.1 -p "$SRV_PORT")
   wait_quiet
   warm_misses "${to[@]}"
@@ -844,7 +888,8 @@ log "upstream unbound (DoT) on 127.0.0.1:$UP_PORT, core $LOAD_CORE, pid $UP_PID"
 # Compile dotproxy's module graph once, outside any measurement.
 deno cache --config "$DOTPROXY_DIR/deno.json" "$DOTPROXY_DIR/main.ts" >/dev/null 2>&1 ||
   log "deno cache of dotproxy failed (continuing; its start-up will report it)"
-deno cache bench/echo_udp.ts bench/report.ts bench/profile_summary.ts >/dev/null 2>&1 ||
+deno cache bench/echo_udp.ts bench/report.ts bench/profile_summary.ts bench/workers_proto.ts \
+  >/dev/null 2>&1 ||
   log "deno cache failed (continuing; the servers will report it)"
 
 for server in $SERVERS; do run_server "$server"; done
