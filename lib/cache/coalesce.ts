@@ -27,9 +27,20 @@ export class Coalescer<T> {
     } catch (e) {
       return Promise.reject(e);
     }
-    const shared = Promise.resolve(started).finally(() => {
+    // then(ok, fail) rather than finally(): finally costs two more promises per call.
+    const forget = () => {
       if (this.#inFlight.get(key) === shared) this.#inFlight.delete(key);
-    });
+    };
+    const shared: Promise<T> = Promise.resolve(started).then(
+      (value) => {
+        forget();
+        return value;
+      },
+      (err) => {
+        forget();
+        throw err;
+      },
+    );
     this.#inFlight.set(key, shared);
     return shared;
   }

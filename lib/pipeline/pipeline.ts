@@ -309,9 +309,21 @@ export class Pipeline {
     const now = this.#decide(query, policy, started);
     if (now === null || !("miss" in now)) return now;
     this.#inFlight++;
-    return this.#resolve(query, now, started).finally(() => {
-      if (--this.#inFlight === 0) { for (const wake of this.#drainWaiters.splice(0)) wake(); }
-    });
+    return this.#resolve(query, now, started).then(
+      (answer) => {
+        this.#settled();
+        return answer;
+      },
+      (err) => {
+        this.#settled();
+        throw err;
+      },
+    );
+  }
+
+  /** One miss fewer in flight; wakes `drained` waiters at zero. */
+  #settled(): void {
+    if (--this.#inFlight === 0) { for (const wake of this.#drainWaiters.splice(0)) wake(); }
   }
 
   /** The synchronous part: policy, decoding, local answers and the cache. */

@@ -172,7 +172,9 @@ export class StreamUpstream implements Upstream {
     deadline: number,
     probing = false,
   ): Promise<{ result: Exchange; lost: boolean }> {
-    const acquired = await this.#acquire(deadline, probing);
+    // Usually a connection is at hand: no await (and no turn lost) for it then.
+    const pending = this.#acquire(deadline, probing);
+    const acquired = pending instanceof Promise ? await pending : pending;
     if (!acquired.ok) {
       return { result: failure(acquired.kind, this.name, acquired.message), lost: false };
     }
