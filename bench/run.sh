@@ -20,9 +20,10 @@
 #                 which other load on the machine disturbs far less than a top rate
 #   dot-hits      the hit names over DNS-over-TLS (dnsperf -m dot), as fast as possible, with
 #                 per-query latencies (the servers' TLS listeners, test certificate)
-#   doh-hits      the same over DNS-over-HTTPS (dnsperf -m doh, POST), with latencies
-#   doh-h2load    DoH by h2load (nghttp2-client): HTTP/2 POST of one cached query, 20
-#                 connections with 10 streams each, as fast as possible
+#   doh-hits      DNS-over-HTTPS by h2load (nghttp2-client): HTTP/2 POST of one cached query,
+#                 20 connections with 10 streams each, as fast as possible, per-request times
+#                 (dnsperf 2.10's -m doh stalls after ~2 queries per connection against
+#                 dotproxy's and dnsdist's DoH: DNS-OARC/dnsperf#272, #240)
 #   tcp-misses    (not in the default list) unique names over TCP, as fast as possible
 # It samples the CPU time of every process during each run, prints the tables (bench/report.ts)
 # and writes everything to bench/results/latest/ (built in bench/results/latest.tmp/ first, which
@@ -33,7 +34,7 @@
 #   BENCH_DURATION=10         seconds per measured run
 #   BENCH_SERVERS="dotproxy echo echo-reuse dnsdist unbound"   which servers, in this order
 #   BENCH_WORKLOADS="udp-hits tcp-hits hit-latency udp-misses miss-latency miss-cpu dot-hits
-#                    doh-hits doh-h2load"   which workloads (the echo servers run the UDP hit ones)
+#                    doh-hits"   which workloads (the echo servers run the UDP hit ones)
 #   BENCH_MISS_CPU_QPS=5000   rate of miss-cpu
 #   BENCH_LAT_QPS=            rate of hit-latency; default half of dotproxy's udp-hits rate
 #   BENCH_MISS_LAT_QPS=2000   rate of miss-latency
@@ -75,7 +76,7 @@ done
 
 DURATION="${BENCH_DURATION:-10}"
 SERVERS="${BENCH_SERVERS:-dotproxy echo echo-reuse dnsdist unbound}"
-WORKLOADS=" ${BENCH_WORKLOADS:-udp-hits tcp-hits hit-latency udp-misses miss-latency miss-cpu dot-hits doh-hits doh-h2load} "
+WORKLOADS=" ${BENCH_WORKLOADS:-udp-hits tcp-hits hit-latency udp-misses miss-latency miss-cpu dot-hits doh-hits} "
 MISS_CPU_QPS="${BENCH_MISS_CPU_QPS:-5000}"
 LAT_QPS="${BENCH_LAT_QPS:-}"
 MISS_LAT_QPS="${BENCH_MISS_LAT_QPS:-2000}"
@@ -303,6 +304,21 @@ cpu_end() {
   [ "$PERF_CPU" != "-" ] || PERF_CPU=""
 }
 
+# latency_tsv BASE: the sorted latencies in $WORK/lat as a distribution in BASE.latency.tsv
+# (every percent, plus the tail; not 100k lines).
+latency_tsv() {
+  local base="$1"
+  awk '{ v[NR] = $1 }
+    END {
+      print "percentile\tms"
+      n = split("0.1 1 5 10 20 30 40 50 60 70 80 90 95 99 99.5 99.9 99.99 100", q, " ")
+      for (j = 1; j <= n; j++) {
+        i = int(q[j] / 100 * NR + 0.999999); if (i < 1) i = 1
+        printf "%s\t%.3f\n", q[j], v[i]
+      }
+    }' "$WORK/lat" >"$base.latency.tsv"
+}
+
 # --- one dnsperf run ----------------------------------------------------------------------------
 TSV_HEADER="server	workload	target_qps	qps	sent	completed	lost	lost_pct	rcodes	avg_ms	p50_ms	p90_ms	p99_ms	p999_ms	max_ms	srv_cpu	up_cpu	perf_cpu	other_cpu	up_conns	seconds"
 
@@ -342,16 +358,7 @@ measure() {
         if (NR == 0) { print "- - - - -"; exit }
         printf "%.3f %.3f %.3f %.3f %.3f\n", p(0.50), p(0.90), p(0.99), p(0.999), v[NR]
       }' "$WORK/lat")
-    # Keep the distribution, not 100k lines: every percent, plus the tail.
-    awk '{ v[NR] = $1 }
-      END {
-        print "percentile\tms"
-        n = split("0.1 1 5 10 20 30 40 50 60 70 80 90 95 99 99.5 99.9 99.99 100", q, " ")
-        for (j = 1; j <= n; j++) {
-          i = int(q[j] / 100 * NR + 0.999999); if (i < 1) i = 1
-          printf "%s\t%.3f\n", q[j], v[i]
-        }
-      }' "$WORK/lat" >"$base.latency.tsv"
+    latency_tsv "$base"
   fi
 
   local f="$base.txt"
@@ -614,7 +621,7 @@ warm_misses() {
 }
 
 want() { [[ "$WORKLOADS" == *" $1 "* ]]; }
-encrypted_wanted() { want dot-hits || want doh-hits || want doh-h2load; }
+encrypted_wanted() { want dot-hits || want doh-hits; }
 
 # The encrypted front doors answer too (checked once the plain listener does).
 wait_encrypted_ready() {
@@ -626,13 +633,12 @@ wait_encrypted_ready() {
 
 # measure_h2load SERVER WORKLOAD SERVER_PID: DoH by h2load, HTTP/2 POST of one cached query
 # (h1.bench A, ID 0 as RFC 8484 recommends), 20 connections x 10 streams, DURATION seconds. One
-# TSV line: req/s as qps (latency percentiles come from the dnsperf doh-hits run: h2load prints
-# only min/max/mean).
+# TSV line: req/s as qps, latency percentiles from h2load's per-request log (--log-file).
 measure_h2load() {
   local server="$1" workload="$2" srv_pid="$3" base="$OUT/raw/$1.$2"
   printf '\x00\x00\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x02h1\x05bench\x00\x00\x01\x00\x01' \
     >"$WORK/doh-query.bin"
-  local args=(-c "$CLIENTS" -m 10 -D "$DURATION" -d "$WORK/doh-query.bin"
+  local args=(-c "$CLIENTS" -m 10 -D "$DURATION" -d "$WORK/doh-query.bin" --log-file="$WORK/h2.log"
     -H "content-type: application/dns-message" -H "accept: application/dns-message"
     "https://127.0.0.1:$DOH_PORT/dns-query")
   log "$server $workload: h2load ${args[*]}"
@@ -642,10 +648,20 @@ measure_h2load() {
     die "h2load failed ($server $workload): $(tail -n 5 "$WORK/h2.out")"
   cpu_end "$srv_pid" "$UP_PID"
   cat "$WORK/h2.out" >>"$base.txt"
-  local rps done failed errored total mean max
+  local rps done failed errored total mean max p50=- p90=- p99=- p999=-
+  # Per request: start (us since epoch), HTTP status, duration (us).
+  awk -F'\t' '$2 == 200 { print $3 / 1000 }' "$WORK/h2.log" | sort -g >"$WORK/lat"
+  if [ -s "$WORK/lat" ]; then
+    read -r p50 p90 p99 p999 max < <(awk '{ v[NR] = $1 }
+      function p(q,  i) { i = int(q * NR + 0.999999); if (i < 1) i = 1; return v[i] }
+      END { printf "%.3f %.3f %.3f %.3f %.3f\n", p(0.50), p(0.90), p(0.99), p(0.999), v[NR] }' \
+      "$WORK/lat")
+    latency_tsv "$base"
+  fi
   rps="$(awk '/^finished in/ { gsub(/,/, ""); printf "%.0f", $4 }' "$WORK/h2.out")"
   read -r total done failed errored < <(awk '/^requests:/ { print $2, $8, $12, $14 }' "$WORK/h2.out")
-  read -r max mean < <(awk '/^time for request:/ {
+  local h2max
+  read -r h2max mean < <(awk '/^time for request:/ {
       m = $5; a = $6
       # h2load prints us/ms/s units; convert to ms.
       if (m ~ /us$/) { sub(/us$/, "", m); m /= 1000 } else if (m ~ /ms$/) sub(/ms$/, "", m)
@@ -653,13 +669,14 @@ measure_h2load() {
       if (a ~ /us$/) { sub(/us$/, "", a); a /= 1000 } else if (a ~ /ms$/) sub(/ms$/, "", a)
       else if (a ~ /s$/) { sub(/s$/, "", a); a *= 1000 }
       printf "%.3f %.3f\n", m, a }' "$WORK/h2.out")
+  [ -n "$max" ] || max="$h2max"
   [ -n "$rps" ] || die "no result from h2load ($server $workload); see ${base#"$ROOT"/}.txt"
   local lost=$((total - done + failed + errored)) lost_pct
   lost_pct="$(awk -v l="$lost" -v t="$total" 'BEGIN { printf "%.2f", t > 0 ? 100 * l / t : 0 }')"
   local rcodes="HTTP_2xx_${done}"
-  printf '%s\n' "$server	$workload	-	$rps	$total	$done	$lost	$lost_pct	$rcodes	$mean	-	-	-	-	$max	$SRV_CPU	$UP_CPU	-	$OTHER_CPU	-	$DURATION" \
+  printf '%s\n' "$server	$workload	-	$rps	$total	$done	$lost	$lost_pct	$rcodes	$mean	$p50	$p90	$p99	$p999	$max	$SRV_CPU	$UP_CPU	-	$OTHER_CPU	-	$DURATION" \
     >>"$OUT/results.tsv"
-  log "  -> $rps req/s, failed $failed, errored $errored, mean $mean ms, max $max ms;" \
+  log "  -> $rps req/s, failed $failed, errored $errored, p50 $p50 p99 $p99 max $max ms;" \
     "CPU % server $SRV_CPU other $OTHER_CPU"
 }
 
@@ -751,14 +768,7 @@ run_server() {
       if want doh-hits; then
         wait_quiet
         warm_hits "${to[@]}"
-        measure "$name" doh-hits "$SRV_PID" - -s 127.0.0.1 -p "$DOH_PORT" -m doh \
-          -O "doh-uri=https://127.0.0.1:$DOH_PORT/dns-query" -O doh-method=POST \
-          -d "$WORK/hits.txt" "${load[@]}" -v
-      fi
-      if want doh-h2load; then
-        wait_quiet
-        warm_hits "${to[@]}"
-        measure_h2load "$name" doh-h2load "$SRV_PID"
+        measure_h2load "$name" doh-hits "$SRV_PID"
       fi
     fi
   fi
