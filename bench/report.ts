@@ -117,6 +117,9 @@ function limit(r: Row): string {
   return [...notes, saturated.join(" and ")].join("; ");
 }
 
+/** A number, or a dash when the run did not measure it (h2load runs: no dnsperf). */
+const num = (n: number) => (Number.isFinite(n) ? `${n}` : "–");
+
 /** The server's CPU time per query answered, in microseconds. */
 function usPerQuery(r: Row): string {
   return r.qps > 0 ? ((r.srvCpu * 10_000) / r.qps).toFixed(1) : "–";
@@ -179,7 +182,9 @@ out.push(table(
       ...servers.map((s) => {
         const r = find(s, w);
         if (!r) return "–";
-        const bad = r.lostPct > 1 || !/^NOERROR \S+ \(100\.00%\)$/.test(r.rcodes);
+        // (h2load rows count HTTP 2xx answers instead of rcodes.)
+        const bad = r.lostPct > 1 ||
+          !(/^NOERROR \S+ \(100\.00%\)$/.test(r.rcodes) || /^HTTP 2xx /.test(r.rcodes));
         return fmtQps(r.qps) + (bad ? " ⚠" : "") + (r.otherCpu >= 15 ? " †" : "");
       }),
       ...peers.map((p) => ratio(dp, find(p, w))),
@@ -252,10 +257,10 @@ out.push(table(
     `${r.srvCpu}`,
     usPerQuery(r),
     `${r.upCpu}`,
-    `${r.perfCpu}`,
+    num(r.perfCpu),
     `${r.otherCpu}`,
-    `${r.perfCpu + r.upCpu}`,
-    `${r.upConns}`,
+    num(r.perfCpu + r.upCpu),
+    num(r.upConns),
     limit(r),
   ]),
   [0, 1, 11],

@@ -595,7 +595,8 @@ start_server() {
       wait_ready unbound "$SRV_PID" "$SRV_PORT" 192.0.2.53
       ;;
     workers1 | workers2)
-      start "$name" "$SERVER_CORE,$LOAD_CORE" deno run --allow-net "--allow-read=$CA" \
+      start "$name" "$SERVER_CORE,$LOAD_CORE" deno run --allow-net \
+        "--allow-read=$CA,$ROOT/bench/workers_proto.ts,$ROOT/lib" \
         bench/workers_proto.ts --port "$SRV_PORT" --workers "${name#workers}" \
         --upstream "127.0.0.1:$UP_PORT" --tls-name dns.test --ca "$CA"
       SRV_PID="$STARTED_PID"
@@ -641,6 +642,7 @@ measure_h2load() {
   local args=(-c "$CLIENTS" -m 10 -D "$DURATION" -d "$WORK/doh-query.bin" --log-file="$WORK/h2.log"
     -H "content-type: application/dns-message" -H "accept: application/dns-message"
     "https://127.0.0.1:$DOH_PORT/dns-query")
+  rm -f "$WORK/h2.log" # h2load appends to its log
   log "$server $workload: h2load ${args[*]}"
   echo "h2load ${args[*]}" >"$base.txt"
   cpu_begin
