@@ -674,7 +674,7 @@ measure_h2load() {
   [ -n "$max" ] || max="$h2max"
   [ -n "$rps" ] || die "no result from h2load ($server $workload); see ${base#"$ROOT"/}.txt"
   local lost=$((total - done + failed + errored)) lost_pct
-  lost_pct="$(awk -v l="$lost" -v t="$total" 'BEGIN { printf "%.2f", t > 0 ? 100 * l / t : 0 }')"
+  lost_pct="$(awk -v l="$lost" -v t="$total" 'BEGIN { printf "%.2f", (t > 0 ? 100 * l / t : 0) }')"
   local rcodes="HTTP_2xx_${done}"
   printf '%s\n' "$server	$workload	-	$rps	$total	$done	$lost	$lost_pct	$rcodes	$mean	$p50	$p90	$p99	$p999	$max	$SRV_CPU	$UP_CPU	-	$OTHER_CPU	-	$DURATION" \
     >>"$OUT/results.tsv"
