@@ -4,7 +4,13 @@
  * fit; main.ts only handles the command line, signals and reload.
  */
 import { ResponseCache } from "./cache/cache.ts";
-import { type Config, DEFAULT_GROUP, forwardingOf, type ListenerConfig } from "./config/schema.ts";
+import {
+  type Config,
+  DEFAULT_GROUP,
+  forwardingOf,
+  type ListenerConfig,
+  listenerTransport,
+} from "./config/schema.ts";
 import { routingSettings } from "./config/sections/routing.ts";
 import { restartNeeded } from "./config/reload.ts";
 import { type AdminServer, startAdmin } from "./admin/server.ts";
@@ -263,7 +269,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     version: deps.version,
     upstreams: config.upstreams.map((u) => u.url),
     protocols: [
-      ...new Set(config.listeners.map((l) => (l.protocol === "http" ? "https" : l.protocol))),
+      ...new Set(config.listeners.map((l) => listenerTransport(l.protocol))),
     ],
   });
   let upstreams = buildUpstreams(config, deps, metrics);

@@ -8,7 +8,8 @@
  */
 import { decodeHeader, decodeQuery, isResponse, type Message, Rcode } from "../dns/message.ts";
 import { DEFAULT_EDNS_UDP_SIZE, errorReply } from "../dns/reply.ts";
-import type { Answer, Query, Transport } from "../pipeline/pipeline.ts";
+import type { Answer, Query } from "../pipeline/pipeline.ts";
+import type { Transport } from "../dns/transport.ts";
 import type { Clock } from "../sys/clock.ts";
 import { logger } from "../sys/log.ts";
 import type { Handler } from "./listener.ts";

@@ -23,7 +23,8 @@
  */
 import { decodeQuery, isResponse, Rcode } from "../dns/message.ts";
 import { errorReply } from "../dns/reply.ts";
-import type { Answer, Transport } from "../pipeline/pipeline.ts";
+import type { Answer } from "../pipeline/pipeline.ts";
+import type { Transport } from "../dns/transport.ts";
 import type { Cancel, Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";

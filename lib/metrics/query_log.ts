@@ -8,7 +8,7 @@
  */
 import { nameToString } from "../dns/wire.ts";
 import type { Cancel, Clock } from "../sys/clock.ts";
-import { rcodeName, typeName } from "./dns_names.ts";
+import { rcodeName, typeName } from "../dns/message.ts";
 
 /** What the pipeline knows about one answered query. */
 export interface QueryLogEntry {

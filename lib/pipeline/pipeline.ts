@@ -56,14 +56,13 @@ import { Admission, type RateLimiter } from "../policy/rate_limit.ts";
 import type { Clock } from "../sys/clock.ts";
 import { logger } from "../sys/log.ts";
 import type { Upstream, UpstreamErrorKind } from "../upstream/upstream.ts";
-
-/** The transports a query can arrive over; UDP alone imposes a size limit on the answer. */
-export type Transport = "udp" | "tcp" | "tls" | "https";
+import type { Transport } from "../dns/transport.ts";
 
 /** One query as a listener received it. */
 export interface Query {
   bytes: Uint8Array;
   client: { hostname: string; port: number };
+  /** How it arrived; UDP alone imposes a size limit on the answer. */
   transport: Transport;
 }
 

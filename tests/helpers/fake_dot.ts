@@ -5,6 +5,7 @@
 import dnsPacket from "dns-packet";
 import { Buffer } from "node:buffer";
 import { frame, writeAll } from "./dns_client.ts";
+import { Rcode, type RcodeName } from "../../lib/dns/message.ts";
 
 /**
  * How the server treats queries. Read when a query arrives (or, for "close-immediately" and
@@ -88,14 +89,10 @@ export function expectedAddress(name: string, type: "A" | "AAAA" = "A"): string 
   return type === "A" ? `192.0.2.${x}` : `2001:db8::${x}`;
 }
 
-const RCODES: Record<string, number> = {
-  NOERROR: 0,
-  FORMERR: 1,
-  SERVFAIL: 2,
-  NXDOMAIN: 3,
-  NOTIMP: 4,
-  REFUSED: 5,
-};
+/** The header rcode bits for an rcode mnemonic as dns-packet spells it; 0 for unknown names. */
+export function headerRcode(name: string): number {
+  return name in Rcode ? Rcode[name as RcodeName] & 0xf : 0;
+}
 const OPCODE_MASK = 0x7800;
 
 /**
@@ -224,7 +221,7 @@ export async function startFakeDot(opts: FakeDotOptions = {}): Promise<FakeDot> 
       if (custom) {
         const { rcode, ...rest } = custom as Partial<dnsPacket.Packet> & { rcode?: string };
         p = { ...p, ...rest };
-        if (rcode !== undefined) p.flags = ((p.flags ?? 0) & ~0xf) | (RCODES[rcode] ?? 0);
+        if (rcode !== undefined) p.flags = ((p.flags ?? 0) & ~0xf) | headerRcode(rcode);
       }
     }
     return encode(p);
