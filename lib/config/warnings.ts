@@ -5,7 +5,7 @@
 
 import { type Cidr, formatCidr, isPublicAddress } from "../policy/acl.ts";
 import { formatValue } from "./errors.ts";
-import { ipKey } from "./ip.ts";
+import { ipKey } from "../net/ip.ts";
 import { type AccessConfig, type Config, DEFAULT_GROUP } from "./schema.ts";
 
 /** One human line per risky setting in `config`, in config order; empty when there is none. */

@@ -28,7 +28,7 @@ import type { Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
 import type { Handler, Listener } from "./listener.ts";
-import { MAX_FRAMED_MESSAGE } from "./framing.ts";
+import { MAX_FRAMED_MESSAGE } from "../dns/framing.ts";
 import { checkCertificate } from "./tls.ts";
 
 const log = logger("listen", "https");

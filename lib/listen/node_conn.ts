@@ -12,7 +12,7 @@ import { Buffer } from "node:buffer";
 import { Duplex } from "node:stream";
 import { type SecureContext, TLSSocket } from "node:tls";
 import type { Clock } from "../sys/clock.ts";
-import { writeAll } from "./framing.ts";
+import { writeAll } from "../dns/framing.ts";
 import type { StreamConn } from "./stream.ts";
 
 const READ_CHUNK = 16 * 1024;

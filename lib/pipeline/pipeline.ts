@@ -3,6 +3,12 @@
  * Listeners own framing and transport limits; everything about DNS semantics happens here —
  * access control, rate limiting, policy, load shedding, the cache, EDNS per hop — and this is the
  * single place where decode and upstream failures become rcodes.
+ *
+ * Longer than the ~500 lines we aim for, for now: the steps of one query (admission, decode,
+ * local policy, route, cache, exchange, the answer's hop) read top to bottom in one class, and
+ * the file is being changed on parallel branches (client identity). Its seams, for the split
+ * once those land: the upstream-failure → rcode/EDE table, the local answers (CH, ANY, no RD),
+ * and the client hop (#finish).
  */
 import { cacheKey } from "../cache/key.ts";
 import type { ResponseCache } from "../cache/cache.ts";

@@ -4,7 +4,7 @@
  * into integers; each query costs one allocation-free address parse and a linear scan of a few
  * dozen integer comparisons. Deny wins over allow; anything not allowed is refused.
  */
-import { isMappedIPv4, parseClientAddress, parseIPv4, parseIPv6 } from "./ip.ts";
+import { isMappedIPv4, parseClientAddress, parseIPv4, parseIPv6 } from "../net/ip.ts";
 
 /**
  * An address prefix, pre-parsed so matching is integer arithmetic: IPv4 as one unsigned 32-bit

@@ -10,7 +10,7 @@
  * (`fe80::1%lo0`, as macOS ships), which DNS cannot express.
  */
 import { RRType } from "../dns/message.ts";
-import { parseIPv4, parseIPv6 } from "../policy/ip.ts";
+import { parseIPv4, parseIPv6 } from "../net/ip.ts";
 import { aaaaRdata, aRdata } from "./answer.ts";
 import { DEFAULT_RECORD_TTL, type LocalRecord, parseDomainName } from "./records.ts";
 

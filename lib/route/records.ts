@@ -11,7 +11,7 @@
  */
 import { CLASS_IN, type Message, RRType } from "../dns/message.ts";
 import { nameFromString, namesEqual, nameToString } from "../dns/wire.ts";
-import { parseIPv4, parseIPv6 } from "../policy/ip.ts";
+import { parseIPv4, parseIPv6 } from "../net/ip.ts";
 import {
   aaaaRdata,
   aRdata,

@@ -8,7 +8,7 @@
 import type { Question } from "../dns/message.ts";
 import { keepaliveTimeoutMs } from "../dns/edns.ts";
 import { withId } from "../dns/reply.ts";
-import { FramedWriter, FrameReader } from "../listen/framing.ts";
+import { FramedWriter, FrameReader } from "../dns/framing.ts";
 import type { Cancel, Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
 import { errText } from "../sys/errors.ts";

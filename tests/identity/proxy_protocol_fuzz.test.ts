@@ -14,7 +14,7 @@ import {
   type ProxyHeader,
   type ProxyParseResult,
 } from "../../lib/identity/proxy_protocol.ts";
-import { parseClientAddress } from "../../lib/policy/ip.ts";
+import { parseClientAddress } from "../../lib/net/ip.ts";
 import { fuzzFailure, fuzzSeed, mutate, Rng, validQuery } from "../helpers/fuzz.ts";
 import { concatBytes, encodeProxyV1, encodeProxyV2, type Tlv } from "../helpers/proxy_header.ts";
 

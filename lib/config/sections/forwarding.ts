@@ -2,7 +2,7 @@
 
 import { ECS_ACTIONS, FORWARDING_STRATEGIES } from "../enums.ts";
 import { keyPath } from "../errors.ts";
-import { ipKey } from "../ip.ts";
+import { ipKey } from "../../net/ip.ts";
 import {
   bool,
   describe,

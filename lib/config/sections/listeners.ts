@@ -4,7 +4,7 @@ import type { Cidr } from "../../policy/acl.ts";
 import { LISTENER_PROTOCOLS } from "../enums.ts";
 import { keyPath } from "../errors.ts";
 import { type FileJobs, filePath, filePathString, readKeyPair } from "../files.ts";
-import { ipKey } from "../ip.ts";
+import { ipKey } from "../../net/ip.ts";
 import type { KeyChecker } from "../keys.ts";
 import {
   cidrList,

@@ -3,7 +3,7 @@
 import { UPSTREAM_PROTOCOLS } from "../enums.ts";
 import { keyPath } from "../errors.ts";
 import { type FileJobs, filePath, filePathString, pemCertificates } from "../files.ts";
-import { isIP } from "../ip.ts";
+import { isIP } from "../../net/ip.ts";
 import { Invalid, nonEmptyString, notAllowed, required, type Table } from "../readers.ts";
 import { declareSection, key, readRow } from "../table.ts";
 import { type EndpointRules, parseEndpoint } from "../url.ts";
