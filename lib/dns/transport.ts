@@ -8,6 +8,9 @@
 /** Plain DNS: datagrams (RFC 1035 §4.2.1) and length-prefixed streams (RFC 7766). */
 export const PLAIN_TRANSPORTS = ["udp", "tcp"] as const;
 
+/** One of PLAIN_TRANSPORTS. */
+export type PlainTransport = typeof PLAIN_TRANSPORTS[number];
+
 /** Encrypted DNS: DNS-over-TLS (RFC 7858) and DNS-over-HTTPS (RFC 8484). */
 export const ENCRYPTED_TRANSPORTS = ["tls", "https"] as const;
 

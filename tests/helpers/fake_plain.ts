@@ -8,6 +8,7 @@ import { Buffer } from "node:buffer";
 import { frame, writeAll } from "./dns_client.ts";
 import { defaultAnswer, headerRcode } from "./fake_dot.ts";
 import { decodeQuery, type Question } from "../../lib/dns/message.ts";
+import type { PlainTransport } from "../../lib/dns/transport.ts";
 
 /**
  * How the server treats queries (read when each query arrives):
@@ -26,9 +27,6 @@ export type PlainBehaviour =
   | "wrong-id"
   | "wrong-question"
   | "spoof-first";
-
-/** The transport a query came over. */
-export type PlainTransport = "udp" | "tcp";
 
 export interface FakePlainOptions {
   /** Default "answer". */

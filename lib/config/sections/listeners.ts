@@ -1,6 +1,7 @@
 /** [[listeners]]: the sockets we accept client queries on, one union member per protocol. */
 
 import type { Cidr } from "../../policy/acl.ts";
+import type { PlainTransport } from "../../dns/transport.ts";
 import { LISTENER_PROTOCOLS } from "../enums.ts";
 import { keyPath } from "../errors.ts";
 import { type FileJobs, filePath, filePathString, readKeyPair } from "../files.ts";
@@ -68,7 +69,7 @@ interface WebFront {
 
 /** udp:// or tcp://: plain DNS. */
 export interface PlainListenerConfig extends ListenerBase, Absent<TlsFields | WebFields> {
-  protocol: "udp" | "tcp";
+  protocol: PlainTransport;
 }
 
 /** tls://: DNS-over-TLS (RFC 7858). */
