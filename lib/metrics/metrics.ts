@@ -194,6 +194,8 @@ export class Metrics {
   readonly contentType: string = this.#registry.contentType;
   /** Every family's text, in declaration order: prom-client's and histogram.ts's. */
   readonly #families: (() => string | Promise<string>)[] = [];
+  /** Names of the prom-client families in #families. */
+  readonly #exposed = new Set<string>();
 
   /** [protocol][qtype][rcode] query counts. */
   readonly #queries = new Float64Array(NP * NQ * NR);
@@ -220,6 +222,10 @@ export class Metrics {
     this.#alwaysShown = TRANSPORTS.map((p) => shown.has(p));
     for (const name of opts.upstreams ?? []) this.upstream(name);
     this.#define(opts.version);
+    // A metric registered any other way would silently be missing from render().
+    for (const m of this.#registry.getMetricsAsArray()) {
+      if (!this.#exposed.has(m.name)) throw new Error(`${m.name} is not declared through #define`);
+    }
   }
 
   /**
@@ -329,6 +335,7 @@ export class Metrics {
     const reg = this.#registry;
     const registers = [reg];
     const exposed = (name: string) => {
+      this.#exposed.add(name);
       this.#families.push(() => reg.getSingleMetricAsString(name));
     };
     const counter = (name: string, help: string, labelNames: string[], fill: (e: Emit) => void) => {
