@@ -33,7 +33,7 @@ import {
 import type { HostsFs } from "./route/hosts_watch.ts";
 import { LiveRouting } from "./route/live.ts";
 import type { Routing } from "./route/routing.ts";
-import { Acl, formatCidr } from "./policy/acl.ts";
+import { Acl } from "./policy/acl.ts";
 import { RateLimiter } from "./policy/rate_limit.ts";
 import type { Clock } from "./sys/clock.ts";
 import { errText } from "./sys/errors.ts";
@@ -239,9 +239,9 @@ function bind(
         clock,
         cert: l.protocol === "https" ? l.cert : undefined,
         key: l.protocol === "https" ? l.key : undefined,
-        trustedProxies: l.trustedProxies.map(formatCidr),
+        trustedProxies: l.trustedProxies,
         clientHeader: l.clientHeader,
-        queryTimeoutMs: config.server.queryTimeoutMs,
+        limits: streamLimits(config),
       });
   }
 }
