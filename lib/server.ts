@@ -20,6 +20,7 @@ import type { QueryLog } from "./metrics/query_log.ts";
 import {
   type ListenerPolicy,
   Pipeline,
+  type PipelineClients,
   type PipelineOptions,
   type PipelineRouting,
   type Query,
@@ -27,6 +28,8 @@ import {
 import type { HostsFs } from "./route/hosts_watch.ts";
 import { LiveRouting } from "./route/live.ts";
 import type { Routing } from "./route/routing.ts";
+import { ClientDirectory, ClientLabels } from "./identity/clients.ts";
+import { ANONYMOUS_LABEL } from "./identity/names.ts";
 import { Acl, formatCidr } from "./policy/acl.ts";
 import { RateLimiter } from "./policy/rate_limit.ts";
 import type { Clock } from "./sys/clock.ts";
@@ -103,6 +106,13 @@ function pipelineOptions(
       maxBuckets: rl.maxBuckets,
     });
   const pipelineRouting: PipelineRouting = { ...routing, groups: upstreams.groups };
+  // A client with its own qps has one bucket for all its addresses (prefix lengths 0).
+  const perClient = new Map(
+    config.clients.filter((c) => c.qps > 0).map((c) => [
+      c.name,
+      new RateLimiter({ clock, qps: c.qps, burst: c.burst, ipv4Prefix: 0, ipv6Prefix: 0 }),
+    ]),
+  );
   return {
     upstream: upstreams.group,
     routing: pipelineRouting,
@@ -114,9 +124,15 @@ function pipelineOptions(
     cache,
     serveStale: config.cache.serveStale ? { answerAfterMs: config.cache.staleAnswerAfterMs } : null,
     prefetch: config.cache.prefetch,
-    rateLimit: rl.qps > 0
-      ? { limiter: perPrefix(rl.qps, rl.burst), action: rl.action, slip: rl.slip }
+    rateLimit: rl.qps > 0 || perClient.size > 0
+      ? {
+        limiter: rl.qps > 0 ? perPrefix(rl.qps, rl.burst) : null,
+        perClient,
+        action: rl.action,
+        slip: rl.slip,
+      }
       : null,
+    clients: clientsOf(config),
     errorLimit: rl.errorsQps > 0
       ? perPrefix(rl.errorsQps, Math.max(1, Math.ceil(2 * rl.errorsQps)))
       : null,
@@ -126,6 +142,14 @@ function pipelineOptions(
     ecs: config.forwarding.ecs,
     metrics,
     queryLog,
+  };
+}
+
+/** The names of one config: `[[clients]]` networks and the metric labels of declared names. */
+function clientsOf(config: Config): PipelineClients {
+  return {
+    directory: new ClientDirectory(config.clients),
+    labels: new ClientLabels(config.clients.map((c) => c.name)),
   };
 }
 
@@ -182,7 +206,8 @@ function buildUpstreams(config: Config, deps: ServerDeps, metrics: Metrics): Ups
 
 function listenerPolicy(config: Config, l: ListenerConfig): ListenerPolicy {
   const access = l.access ?? config.access;
-  return { acl: new Acl(access.allow, access.deny), aclAction: access.action };
+  const names = { allowClients: access.allowClients, denyClients: access.denyClients };
+  return { acl: new Acl(access.allow, access.deny, names), aclAction: access.action };
 }
 
 function streamLimits(config: Config): StreamLimits {
@@ -284,8 +309,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const hostsOf = (c: Config) => ({ paths: c.routing.hostsFiles, pollMs: c.routing.hostsPollMs });
   const settingsOf = (c: Config) =>
     routingSettings({ ...c, groups: new Set(c.upstreams.map((u) => u.group)) });
-  const showRoutes = (c: Config) =>
+  const showRoutes = (c: Config) => {
     metrics.showRoutes([...new Set(c.upstreams.map((u) => u.group)), "local"]);
+    metrics.showClients(c.clients.map((e) => e.name).concat(ANONYMOUS_LABEL));
+  };
   let routing: LiveRouting;
   try {
     routing = await LiveRouting.start(settingsOf(config), hostsOf(config), {

@@ -312,6 +312,8 @@ export class Metrics {
   readonly #routes = new Map<string, number>();
   /** Rebinding protection: answers filtered, [remove, refuse]. */
   readonly #rebinding = [0, 0];
+  /** Queries received by client label (declared names and "anonymous": lib/identity/clients.ts). */
+  readonly #clients = new Map<string, number>();
   /** Queries lost to an unexpected error in the query path, by protocol. */
   readonly #internalErrors = new Float64Array(NP);
   readonly #upstreams = new Map<string, Recorder>();
@@ -375,6 +377,19 @@ export class Metrics {
   /** Route labels whose series should exist (at zero) before their first query. */
   showRoutes(routes: Iterable<string>): void {
     for (const r of routes) if (!this.#routes.has(r)) this.#routes.set(r, 0);
+  }
+
+  /**
+   * A query was received from the client with this label. The caller bounds the labels
+   * (ClientLabels: the declared names plus "anonymous"), so the series stay bounded.
+   */
+  clientQuery(label: string): void {
+    this.#clients.set(label, (this.#clients.get(label) ?? 0) + 1);
+  }
+
+  /** Client labels whose series should exist (at zero) before their first query. */
+  showClients(labels: Iterable<string>): void {
+    for (const l of labels) if (!this.#clients.has(l)) this.#clients.set(l, 0);
   }
 
   /** An upstream answer had private addresses removed, or was refused (rebinding protection). */
@@ -518,6 +533,16 @@ export class Metrics {
       ["route"],
       (emit) => {
         for (const [route, n] of this.#routes) emit({ route }, n);
+      },
+    );
+    counter(
+      "dotproxy_client_queries_total",
+      "Queries received, by client: the name of a declared client ([[clients]] entry or DoH " +
+        "token), or anonymous for every other client (names from certificates not declared " +
+        "in [[clients]] included), so the series stay bounded.",
+      ["client"],
+      (emit) => {
+        for (const [client, n] of this.#clients) emit({ client }, n);
       },
     );
     counter(

@@ -835,7 +835,7 @@ const cases: Case[] = [
     name: "unrelated key in [listeners.access] lists its keys",
     toml: `[[listeners]]\nurl = "udp://127.0.0.1:53"\n[listeners.access]\nzone = 1\n` + UPSTREAM,
     key: "listeners[0].access.zone",
-    message: "known keys in [listeners.access]: allow, deny, action",
+    message: "known keys in [listeners.access]: allow, deny, allow_clients, deny_clients, action",
   },
   {
     name: "bad prefix in [listeners.access] deny",

@@ -138,6 +138,8 @@ prefetch = false
 [access]
 allow = ["192.0.2.0/24", "2001:db8::/32"]
 deny = ["192.0.2.128/25"]
+allow_clients = ["alice", "Bob Smith"]
+deny_clients = ["mallory"]
 action = "drop"
 [rate_limit]
 qps = 20
@@ -159,8 +161,19 @@ enabled = true
 sink = "file"
 path = "log/queries.log"
 format = "text"
+[[clients]]
+name = "office"
+networks = ["192.0.2.0/24", "2001:db8:1::/48"]
+qps = 2.5
+burst = 7
+[[clients]]
+name = "alice"
 `,
     check: (c) => {
+      assert.deepEqual(c.clients, [
+        { name: "office", networks: ["192.0.2.0/24", "2001:db8:1::/48"], qps: 2.5, burst: 7 },
+        { name: "alice", networks: [], qps: 0, burst: 0 },
+      ]);
       assert.deepEqual(c.server, {
         udpMaxSize: 4096,
         tcpIdleTimeoutMs: 60_000,
@@ -203,6 +216,8 @@ format = "text"
       assert.deepEqual(c.access, {
         allow: [cidr("192.0.2.0/24"), cidr("2001:db8::/32")],
         deny: [cidr("192.0.2.128/25")],
+        allowClients: ["alice", "Bob Smith"],
+        denyClients: ["mallory"],
         action: "drop",
       });
       assert.deepEqual(c.rateLimit, {
@@ -458,6 +473,8 @@ tls_name = "1.0.0.1"
       const global = {
         allow: [cidr("10.0.0.0/8")],
         deny: [cidr("10.0.0.1/32")],
+        allowClients: [],
+        denyClients: [],
         action: "drop" as const,
       };
       assert.deepEqual(c.access, global);
@@ -475,6 +492,8 @@ tls_name = "1.0.0.1"
       assert.deepEqual(c.listeners[0].access, {
         allow: [...DEFAULT_ALLOW],
         deny: [cidr("10.9.0.0/16")],
+        allowClients: [],
+        denyClients: [],
         action: "refuse",
       });
     },

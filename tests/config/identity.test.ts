@@ -1,0 +1,119 @@
+/**
+ * The identity keys: [[clients]], [access] allow_clients / deny_clients, and the listener keys
+ * proxy_protocol, trusted_proxies, client_auth, client_ca_file. Bad input names the key and the
+ * value; good input reads to what the server uses.
+ */
+import assert from "node:assert/strict";
+import { formatConfigError, isConfigError, parseConfig } from "../../lib/config/load.ts";
+import type { Config } from "../../lib/config/schema.ts";
+import { BASE_DIR, CONFIG_PATH, fakeFiles, KEY, LISTENER, PEM, UPSTREAM } from "./helpers.ts";
+
+const MINIMAL = LISTENER + UPSTREAM;
+
+interface Rejected {
+  name: string;
+  toml: string;
+  files?: Record<string, string>;
+  key: string;
+  value?: unknown;
+  message: string | RegExp;
+}
+
+async function parse(toml: string, files: Record<string, string> = {}) {
+  return await parseConfig(toml, {
+    path: CONFIG_PATH,
+    baseDir: BASE_DIR,
+    readFile: fakeFiles(files),
+  });
+}
+
+/** Checks one rejected configuration: key, value and message, on one line. */
+function rejects(c: Rejected): void {
+  Deno.test(`identity config rejects: ${c.name}`, async () => {
+    const result = await parse(c.toml, c.files);
+    assert.ok(isConfigError(result), `expected an error, got ${JSON.stringify(result)}`);
+    assert.equal(result.key, c.key, formatConfigError(result));
+    if (c.value !== undefined) assert.deepEqual(result.value, c.value);
+    if (typeof c.message === "string") {
+      assert.ok(result.message.includes(c.message), result.message);
+    } else assert.match(result.message, c.message);
+    assert.ok(!formatConfigError(result).includes("\n"));
+  });
+}
+
+async function accepted(toml: string, files: Record<string, string> = {}): Promise<Config> {
+  const result = await parse(toml, files);
+  if (isConfigError(result)) assert.fail(formatConfigError(result));
+  return result;
+}
+
+// ---- [[clients]] and names in [access] ----
+
+rejects({
+  name: "a [[clients]] entry without a name",
+  toml: MINIMAL + `[[clients]]\nnetworks = ["10.0.0.0/8"]\n`,
+  key: "clients[0].name",
+  message: `required; e.g. name = "alice"`,
+});
+rejects({
+  name: "a client name used twice",
+  toml: MINIMAL + `[[clients]]\nname = "a"\n[[clients]]\nname = "b"\n[[clients]]\nname = "a"\n`,
+  key: "clients[2].name",
+  value: "a",
+  message: `"a" appears twice`,
+});
+rejects({
+  name: "one network given to two clients",
+  toml: MINIMAL +
+    `[[clients]]\nname = "a"\nnetworks = ["10.0.0.0/8"]\n` +
+    `[[clients]]\nname = "b"\nnetworks = ["10.0.0.0/8"]\n`,
+  key: "clients[1].networks",
+  message: `10.0.0.0/8 belongs to both "a" and "b"`,
+});
+rejects({
+  name: "a network with host bits",
+  toml: MINIMAL + `[[clients]]\nname = "a"\nnetworks = ["10.1.2.3/8"]\n`,
+  key: "clients[0].networks[0]",
+  value: "10.1.2.3/8",
+  message: "did you mean 10.0.0.0/8?",
+});
+rejects({
+  name: "the reserved name anonymous",
+  toml: MINIMAL + `[[clients]]\nname = "anonymous"\n`,
+  key: "clients[0].name",
+  message: "reserved for unnamed clients",
+});
+rejects({
+  name: "burst without qps",
+  toml: MINIMAL + `[[clients]]\nname = "a"\nburst = 10\n`,
+  key: "clients[0].burst",
+  message: "burst needs qps",
+});
+rejects({
+  name: "a name with a quote in allow_clients",
+  toml: MINIMAL + `[access]\nallow_clients = ["al\\"ice"]\n`,
+  key: "access.allow_clients[0]",
+  message: "without quotes or backslashes",
+});
+rejects({
+  name: "deny_clients as a string",
+  toml: MINIMAL + `[access]\ndeny_clients = "mallory"\n`,
+  key: "access.deny_clients",
+  message: `expected an array of client names, e.g. deny_clients = ["mallory"]`,
+});
+
+Deno.test("[[clients]]: networks in canonical form, burst twice qps by default", async () => {
+  const c = await accepted(
+    MINIMAL + `[[clients]]\nname = "Office 1"\nnetworks = ["10.0.0.1", "2001:DB8::/32"]\n` +
+      `qps = 2.5\n[[clients]]\nname = "alice"\n` +
+      `[listeners.access]\nallow_clients = ["alice"]\n`,
+  );
+  assert.deepEqual(c.clients, [
+    { name: "Office 1", networks: ["10.0.0.1/32", "2001:db8::/32"], qps: 2.5, burst: 5 },
+    { name: "alice", networks: [], qps: 0, burst: 0 },
+  ]);
+  assert.deepEqual(c.listeners[0].access?.allowClients, ["alice"]);
+  assert.deepEqual(c.access.allowClients, []);
+});
+
+export { KEY, PEM };
