@@ -13,7 +13,7 @@ import { QueryGuard } from "./listen/guard.ts";
 import type { Listener } from "./listen/listener.ts";
 import type { StreamLimits } from "./listen/stream.ts";
 import { listenTcp } from "./listen/tcp.ts";
-import { listenTls } from "./listen/tls.ts";
+import { type ClientAuthSettings, listenTls } from "./listen/tls.ts";
 import { listenUdp, type WildcardOptions } from "./listen/udp.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import type { QueryLog } from "./metrics/query_log.ts";
@@ -30,6 +30,7 @@ import { LiveRouting } from "./route/live.ts";
 import type { Routing } from "./route/routing.ts";
 import { ClientDirectory, ClientLabels } from "./identity/clients.ts";
 import { ANONYMOUS_LABEL } from "./identity/names.ts";
+import { ProxyGate } from "./identity/proxy_gate.ts";
 import { Acl, formatCidr } from "./policy/acl.ts";
 import { RateLimiter } from "./policy/rate_limit.ts";
 import type { Clock } from "./sys/clock.ts";
@@ -222,7 +223,20 @@ function streamLimits(config: Config): StreamLimits {
   };
 }
 
-type Bound = Listener & { reloadCertificate?: (cert: string, key: string) => void };
+type Bound = Listener & {
+  reloadCertificate?: (cert: string, key: string) => void;
+  reloadClientAuth?: (clientAuth: ClientAuthSettings | null) => void;
+};
+
+/** The PROXY protocol gate of a udp/tcp/tls listener, or null when it takes no headers. */
+function proxyGate(l: ListenerConfig): ProxyGate | null {
+  return l.proxyProtocol ? new ProxyGate({ trustedProxies: l.trustedProxies }) : null;
+}
+
+/** The mutual-TLS settings of a tls listener. */
+function clientAuthOf(l: ListenerConfig): ClientAuthSettings | null {
+  return l.protocol === "tls" ? { mode: l.clientAuth, ca: l.clientCa } : null;
+}
 
 /** Binds one listener; may be asynchronous (servers whose bind reports errors by event). */
 function bind(
@@ -239,9 +253,10 @@ function bind(
         clock,
         receiveConcurrency: config.limits.udpReceiveConcurrency,
         wildcard: wildcardOptions(l, config),
+        proxy: proxyGate(l),
       });
     case "tcp":
-      return listenTcp({ ...common, clock, limits: streamLimits(config) });
+      return listenTcp({ ...common, clock, limits: streamLimits(config), proxy: proxyGate(l) });
     case "tls":
       return listenTls({
         ...common,
@@ -249,6 +264,8 @@ function bind(
         limits: streamLimits(config),
         cert: l.cert,
         key: l.key,
+        proxy: proxyGate(l),
+        clientAuth: clientAuthOf(l),
       });
     case "https":
     case "http":
@@ -342,6 +359,11 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     queryLogDropped: queryLog ? () => queryLog.dropped : undefined,
     connections: () =>
       listeners.flatMap((l) => l.connections ? [{ listener: l.url, state: l.connections() }] : []),
+    identity: () =>
+      listeners.flatMap((l) => {
+        const state = l.identity?.();
+        return state ? [{ listener: l.url, state }] : [];
+      }),
   });
 
   // An unexpected throw in the query path costs that query (SERVFAIL), never a listener.
@@ -412,6 +434,13 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
           listeners[i].reloadCertificate!(l.cert, l.key);
         } catch (err) {
           skipped.push(`${l.url} certificate (${errText(err)})`);
+        }
+      }
+      if (listeners[i].reloadClientAuth && l.protocol === "tls") {
+        try {
+          listeners[i].reloadClientAuth!(clientAuthOf(l));
+        } catch (err) {
+          skipped.push(`${l.url} client_auth (${errText(err)})`);
         }
       }
     });

@@ -10,7 +10,9 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { EDE_LABELS, type EdeCode } from "../dns/ede.ts";
+import { PROXY_REJECT_REASONS } from "../identity/proxy_gate.ts";
 import { CONNECTION_DROP_REASONS, type ConnectionState } from "../listen/listener.ts";
+import { CLIENT_AUTH_REFUSALS, type IdentityState } from "../listen/refusals.ts";
 import type { UpstreamErrorKind } from "../upstream/upstream.ts";
 import { QTYPE_LABELS, qtypeIndex, RCODE_LABELS, rcodeIndex } from "./dns_names.ts";
 
@@ -109,6 +111,8 @@ export interface MetricSources {
   queryLogDropped?: () => number;
   /** Client connections of each connection listener (TCP, DoT, DoH), by listener URL. */
   connections?: () => Iterable<{ listener: string; state: ConnectionState }>;
+  /** Identity refusals (PROXY gate, client credentials) of each listener that checks them. */
+  identity?: () => Iterable<{ listener: string; state: IdentityState }>;
 }
 
 /** Construction options. */
@@ -726,6 +730,35 @@ export class Metrics {
         for (const c of src().connections?.() ?? []) {
           for (const reason of CONNECTION_DROP_REASONS) {
             emit({ listener: c.listener, reason }, c.state.drops[reason]);
+          }
+        }
+      },
+    );
+    counter(
+      "dotproxy_proxy_rejected_total",
+      "Connections closed and datagrams dropped by the PROXY protocol gate, never read as DNS: " +
+        "untrusted_header (a header from a peer outside trusted_proxies), missing_header (a " +
+        "trusted proxy sent none), malformed_header, header_timeout, closed (before the header " +
+        "was complete), direct_refused.",
+      ["listener", "reason"],
+      (emit) => {
+        for (const c of src().identity?.() ?? []) {
+          for (const reason of PROXY_REJECT_REASONS) {
+            emit({ listener: c.listener, reason }, c.state.proxyRejected[reason]);
+          }
+        }
+      },
+    );
+    counter(
+      "dotproxy_client_auth_refused_total",
+      "Clients refused for their credentials before any DNS work: DoT no_certificate / " +
+        "invalid_certificate (client_auth), DoH missing / wrong / malformed token or throttled " +
+        "after repeated failures.",
+      ["listener", "reason"],
+      (emit) => {
+        for (const c of src().identity?.() ?? []) {
+          for (const reason of CLIENT_AUTH_REFUSALS) {
+            emit({ listener: c.listener, reason }, c.state.authRefused[reason]);
           }
         }
       },

@@ -755,7 +755,8 @@ const cases: Case[] = [
       UPSTREAM,
     key: "listeners[0].trusted_proxies",
     value: ["10.0.0.0/8"],
-    message: "not used by tcp:// listeners; only https:// and http:// listeners see HTTP headers",
+    message:
+      "on tcp:// listeners trusted proxies send a PROXY protocol header: set proxy_protocol = true",
   },
   {
     name: "client_header on a tls listener",

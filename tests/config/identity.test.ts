@@ -116,4 +116,94 @@ Deno.test("[[clients]]: networks in canonical form, burst twice qps by default",
   assert.deepEqual(c.access.allowClients, []);
 });
 
-export { KEY, PEM };
+// ---- listeners: PROXY protocol and client certificates ----
+
+const TLS =
+  `[[listeners]]\nurl = "tls://127.0.0.1:853"\ncert_file = "cert.pem"\nkey_file = "key.pem"\n`;
+const TLS_FILES = { "/etc/dotproxy/cert.pem": PEM, "/etc/dotproxy/key.pem": KEY };
+
+rejects({
+  name: "proxy_protocol without trusted_proxies",
+  toml: `[[listeners]]\nurl = "udp://127.0.0.1:53"\nproxy_protocol = true\n` + UPSTREAM,
+  key: "listeners[0].proxy_protocol",
+  value: true,
+  message: "PROXY protocol needs trusted_proxies",
+});
+rejects({
+  name: "trusted_proxies on tls without proxy_protocol",
+  toml: TLS + `trusted_proxies = ["10.0.0.0/8"]\n` + UPSTREAM,
+  files: TLS_FILES,
+  key: "listeners[0].trusted_proxies",
+  message: "set proxy_protocol = true",
+});
+rejects({
+  name: "proxy_protocol on an https listener",
+  toml: `[[listeners]]\nurl = "http://127.0.0.1:80"\nproxy_protocol = true\n` + UPSTREAM,
+  key: "listeners[0].proxy_protocol",
+  message: "take the client from client_header",
+});
+rejects({
+  name: "proxy_protocol as a string",
+  toml: `[[listeners]]\nurl = "tcp://127.0.0.1:53"\nproxy_protocol = "v2"\n` + UPSTREAM,
+  key: "listeners[0].proxy_protocol",
+  value: "v2",
+  message: "expected true or false",
+});
+rejects({
+  name: "client_auth require without client_ca_file",
+  toml: TLS + `client_auth = "require"\n` + UPSTREAM,
+  files: TLS_FILES,
+  key: "listeners[0].client_auth",
+  value: "require",
+  message: `client_auth = "require" needs client_ca_file`,
+});
+rejects({
+  name: "client_auth misspelt",
+  toml: TLS + `client_auth = "required"\n` + UPSTREAM,
+  files: TLS_FILES,
+  key: "listeners[0].client_auth",
+  message: `did you mean "require"?`,
+});
+rejects({
+  name: "client_ca_file that cannot be read",
+  toml: TLS + `client_auth = "optional"\nclient_ca_file = "clients.pem"\n` + UPSTREAM,
+  files: TLS_FILES,
+  key: "listeners[0].client_ca_file",
+  value: "clients.pem",
+  message: "cannot read /etc/dotproxy/clients.pem",
+});
+rejects({
+  name: "client_ca_file without a certificate",
+  toml: TLS + `client_auth = "require"\nclient_ca_file = "key.pem"\n` + UPSTREAM,
+  files: TLS_FILES,
+  key: "listeners[0].client_ca_file",
+  message: "contains no PEM certificate",
+});
+rejects({
+  name: "client_ca_file with client_auth none",
+  toml: TLS + `client_ca_file = "cert.pem"\n` + UPSTREAM,
+  files: TLS_FILES,
+  key: "listeners[0].client_ca_file",
+  message: `set client_auth = "optional" or "require"`,
+});
+rejects({
+  name: "client_auth on a tcp listener",
+  toml: `[[listeners]]\nurl = "tcp://127.0.0.1:53"\nclient_auth = "require"\n` + UPSTREAM,
+  key: "listeners[0].client_auth",
+  message: "only tls:// listeners ask for client certificates",
+});
+
+Deno.test("tls listener: client_auth with its CA, PROXY protocol from a load balancer", async () => {
+  const c = await accepted(
+    TLS + `client_auth = "optional"\nclient_ca_file = "/etc/dotproxy/ca/clients.pem"\n` +
+      `proxy_protocol = true\ntrusted_proxies = ["10.0.0.0/24", "::1"]\n` + UPSTREAM,
+    { ...TLS_FILES, "/etc/dotproxy/ca/clients.pem": `${PEM}\n${PEM}\n` },
+  );
+  const l = c.listeners[0];
+  assert.equal(l.protocol, "tls");
+  assert.equal(l.clientAuth, "optional");
+  assert.equal(l.clientCaFile, "/etc/dotproxy/ca/clients.pem");
+  assert.equal(l.clientCa, `${PEM}\n${PEM}\n`);
+  assert.equal(l.proxyProtocol, true);
+  assert.equal(l.trustedProxies?.length, 2);
+});

@@ -70,7 +70,14 @@ const valid: ValidCase[] = [
     toml: MINIMAL,
     check: (c) => {
       assert.deepEqual(c.listeners, [
-        { url: "udp://127.0.0.1:5053", protocol: "udp", hostname: "127.0.0.1", port: 5053 },
+        {
+          url: "udp://127.0.0.1:5053",
+          protocol: "udp",
+          hostname: "127.0.0.1",
+          port: 5053,
+          proxyProtocol: false,
+          trustedProxies: [],
+        },
       ]);
       assert.deepEqual(c.upstreams, [upstream({})]);
       assert.deepEqual(c.server, DEFAULT_SERVER);
@@ -374,6 +381,10 @@ tls_name = "1.0.0.1"
         keyFile: "/keys/key.pem",
         cert: `${PEM}\n${PEM}\n`,
         key: `${KEY}\n`,
+        proxyProtocol: false,
+        trustedProxies: [],
+        clientAuth: "none",
+        clientCa: null,
       });
     },
   },
@@ -457,7 +468,8 @@ tls_name = "1.0.0.1"
       ]);
       assert.equal(c.listeners[0].path, undefined);
       assert.equal(c.listeners[0].clientHeader, undefined);
-      assert.equal(c.listeners[2].trustedProxies, undefined);
+      assert.deepEqual(c.listeners[2].trustedProxies, [], "no PROXY protocol on tls");
+      assert.equal(c.listeners[3].proxyProtocol, undefined);
     },
   },
 
@@ -893,6 +905,14 @@ const EXAMPLES: { name: string; lines: string[]; check: (c: Config) => void }[] 
     lines: [
       `# [[listeners]]`,
       `# url = "tls://127.0.0.1:8853"`,
+      `# client_auth = "none"`,
+      `# proxy_protocol = false`,
+      `# url = "tls://127.0.0.1:8854"`,
+      `# client_auth = "require"`,
+      `# client_ca_file = "/etc/dotproxy/clients-ca.pem"`,
+      `# url = "tcp://127.0.0.1:5054"`,
+      `# proxy_protocol = true`,
+      `# trusted_proxies = ["10.0.0.0/24"]`,
       `# url = "https://127.0.0.1:8443/dns-query"`,
       `# url = "http://127.0.0.1:8080/dns-query"`,
       `# cert_file = "/etc/dotproxy/cert.pem"`,
@@ -905,9 +925,15 @@ const EXAMPLES: { name: string; lines: string[]; check: (c: Config) => void }[] 
       `# action = "drop"`,
     ],
     check: (c) => {
-      assert.deepEqual(c.listeners.map((l) => l.protocol), ["udp", "tcp", "tls", "https", "http"]);
-      assert.equal(c.listeners[4].access?.action, "drop");
-      assert.equal(c.listeners[3].access, undefined);
+      assert.deepEqual(
+        c.listeners.map((l) => l.protocol),
+        ["udp", "tcp", "tls", "tls", "tcp", "https", "http"],
+      );
+      assert.equal(c.listeners[6].access?.action, "drop");
+      assert.equal(c.listeners[5].access, undefined);
+      assert.equal(c.listeners[3].clientAuth, "require");
+      assert.equal(c.listeners[3].clientCa, `${PEM}\n`);
+      assert.equal(c.listeners[4].proxyProtocol, true);
     },
   },
   {
@@ -947,6 +973,24 @@ const EXAMPLES: { name: string; lines: string[]; check: (c: Config) => void }[] 
       assert.equal(c.rateLimit.burst, 100);
     },
   },
+  {
+    name: "named clients",
+    lines: [
+      `# [[clients]]`,
+      `# name = "office"`,
+      `# networks = ["192.0.2.0/24", "2001:db8:1::/48"]`,
+      `# qps = 0`,
+      `# name = "alice"`,
+      `# qps = 100`,
+      `# burst = 200`,
+    ],
+    check: (c) => {
+      assert.deepEqual(c.clients, [
+        { name: "office", networks: ["192.0.2.0/24", "2001:db8:1::/48"], qps: 0, burst: 0 },
+        { name: "alice", networks: [], qps: 100, burst: 200 },
+      ]);
+    },
+  },
 ];
 
 for (const ex of EXAMPLES) {
@@ -966,6 +1010,7 @@ for (const ex of EXAMPLES) {
       "/etc/dotproxy/cert.pem": PEM,
       "/etc/dotproxy/key.pem": KEY,
       "/etc/dotproxy/private-ca.pem": PEM,
+      "/etc/dotproxy/clients-ca.pem": PEM,
     };
     const result = await loadConfig("/etc/dotproxy/config.toml", fakeFiles(files));
     if (isConfigError(result)) assert.fail(formatConfigError(result));
