@@ -277,7 +277,7 @@ function bind(
         key: l.protocol === "https" ? l.key : undefined,
         trustedProxies: l.trustedProxies.map(formatCidr),
         clientHeader: l.clientHeader,
-        queryTimeoutMs: config.server.queryTimeoutMs,
+        limits: streamLimits(config),
       });
   }
 }

@@ -2,34 +2,30 @@
  * The DNS-over-HTTPS listener (RFC 8484): HTTP in, one DNS message to the pipeline, HTTP out.
  * It owns only HTTP: the path, GET `?dns=` (base64url without padding) and POST
  * `application/dns-message` (at most 65535 bytes), status codes, Cache-Control from the answer's
- * TTLs, and which client address to believe. `Deno.serve` does TLS, HTTP/1.1 and HTTP/2 (by
- * ALPN); without `cert`/`key` it serves plain HTTP (and h2c) for use behind a TLS-terminating
- * load balancer, whose X-Forwarded-For (or Forwarded) header is then believed from
- * `trustedProxies` only.
+ * TTLs, and which client address to believe (lib/listen/forwarded.ts). Without `cert`/`key` it
+ * serves plain HTTP (and h2c) for use behind a TLS-terminating load balancer, whose
+ * X-Forwarded-For (or Forwarded) header is then believed from `trustedProxies` only.
  *
- * A certificate reload starts a second server on the same port (SO_REUSEPORT) with the new
- * certificate and gracefully shuts the old one down: requests in flight on old connections are
- * answered, new connections get the new certificate. `Deno.serve` has no way to swap the
- * certificate of a running server. Caveat: a connection the kernel queued on the old listener in
- * the instant it closes is reset (the client retries); Linux ≥ 5.14 with
- * `net.ipv4.tcp_migrate_req=1` hands those to the new listener instead.
- *
- * Known limit: `Deno.serve` does not set TCP_NODELAY on the connections it accepts and offers no
- * way to. Over TLS, the first answer on a new connection can then wait ~40 ms for the client's
- * delayed ACK of the TLS 1.3 session tickets (reliably when the request follows the handshake at
- * once, intermittently for curl and HTTP/2 clients). The DoT listener avoids it by accepting
- * itself (lib/listen/node_conn.ts); here that would mean replacing Deno.serve (node:http2's
- * secure server can set no-delay, but binds asynchronously).
+ * Sockets, TLS and the connection limits belong to the front (lib/listen/http_front.ts), which
+ * relays each client connection to a `Deno.serve` server on loopback that speaks HTTP/1.1 and
+ * HTTP/2: `Deno.serve` itself has no connection cap or timeouts. A certificate reload swaps the
+ * TLS context of the front: new connections get the new certificate, established ones keep
+ * theirs. Request bodies are bounded in size and time and settled before any answer
+ * (lib/listen/http_body.ts).
  */
+import { createSecureContext, type SecureContext } from "node:tls";
 import { CLASS_IN, decodeMessage, Rcode, RRType } from "../dns/message.ts";
-import { isIP } from "../config/ip.ts";
 import { Acl, parseCidr } from "../policy/acl.ts";
 import type { Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
-import type { Handler, Listener } from "./listener.ts";
+import { ClientResolver } from "./forwarded.ts";
+import { type BodyLimits, discardBody, readBody } from "./http_body.ts";
+import type { ConnectionState, Handler, Listener } from "./listener.ts";
 import { MAX_FRAMED_MESSAGE } from "./framing.ts";
+import type { StreamLimits } from "./stream.ts";
 import { checkCertificate } from "./tls.ts";
+import { type FrontStats, type HttpFront, INNER_HOST, startFront } from "./http_front.ts";
 
 const log = logger("listen", "https");
 
@@ -37,6 +33,8 @@ const log = logger("listen", "https");
 export const DNS_MESSAGE = "application/dns-message";
 /** The largest DNS message DoH carries (RFC 8484 §6: the same limit as TCP). */
 export const MAX_DOH_MESSAGE = MAX_FRAMED_MESSAGE;
+/** The header read for the client address behind a trusted proxy when none is configured. */
+export const DEFAULT_CLIENT_HEADER = "x-forwarded-for";
 const ALLOWED_METHODS = "GET, POST";
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
@@ -54,17 +52,23 @@ export interface HttpsOptions {
   key?: string;
   /**
    * Peers whose client-address header is believed: addresses or prefixes ("10.0.0.0/8",
-   * "2001:db8::/32"; an IPv4-mapped peer matches the IPv4 ones). Default none.
+   * "2001:db8::/32"; an IPv4-mapped peer matches the IPv4 ones). Default none. Only the load
+   * balancers: a peer listed here that sends no usable header gets 400 (lib/listen/forwarded.ts).
    */
   trustedProxies?: string[];
-  /** The header naming the client: "x-forwarded-for" (default), or "forwarded" (RFC 7239). */
+  /**
+   * The header naming the client: "x-forwarded-for" (default), "forwarded" (RFC 7239), or a
+   * single-address header such as "x-real-ip".
+   */
   clientHeader?: string;
-  /** How long a POST body may take to arrive (slow clients); then 408. */
-  queryTimeoutMs: number;
+  /** Connection limits and timeouts, shared with the stream listeners. */
+  limits: StreamLimits;
 }
 
 /** A DoH listener whose certificate can be replaced while it runs. */
 export interface HttpsListener extends Listener {
+  /** Connection counters: open, refused or evicted at the caps, timed out, closed idle. */
+  readonly stats: FrontStats;
   /**
    * Serves `cert`/`key` to connections accepted from now on; requests in flight on established
    * connections are still answered. Throws (and keeps serving the old certificate) if the pair
@@ -74,98 +78,179 @@ export interface HttpsListener extends Listener {
 }
 
 /**
- * Binds a DoH listener. Throws the OS error (e.g. AddrInUse) for the server to report, or an
- * error if `cert`/`key` are unusable or only one of them is given.
+ * Binds a DoH listener. Rejects with the bind error (`inUse` set for an address in use) for the
+ * server to report, or an error if `cert`/`key` are unusable or only one of them is given.
  */
-export function listenHttps(opts: HttpsOptions): HttpsListener {
-  return new DohListener(opts);
+export async function listenHttps(opts: HttpsOptions): Promise<HttpsListener> {
+  const listener = new DohListener(opts);
+  await listener.bind();
+  return listener;
 }
 
 class DohListener implements HttpsListener {
   readonly url: string;
-  readonly addr: Deno.NetAddr;
-  #server: Deno.HttpServer<Deno.NetAddr>;
-  /** Shutdowns of servers replaced by a certificate reload, and of the current one once stopped. */
-  #shutdowns: Promise<void>[] = [];
-  #stopped = false;
+  #front: HttpFront | null = null;
+  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #context: SecureContext | null;
+  #shutdown: Promise<void> | null = null;
   #abort: () => void = () => {};
   #aborted: Promise<void>;
-  #trusted: Acl | null;
-  #clientHeader: string;
+  #clients: ClientResolver;
 
   constructor(private readonly opts: HttpsOptions) {
     if ((opts.cert === undefined) !== (opts.key === undefined)) {
       throw new Error("cert and key must be given together (neither: plain HTTP)");
     }
-    if (opts.cert !== undefined) checkCertificate(opts.cert, opts.key!);
+    this.#context = opts.cert !== undefined ? secureContext(opts.cert, opts.key!) : null;
     const proxies = (opts.trustedProxies ?? []).map((text) => {
       const cidr = parseCidr(text);
       if (typeof cidr === "string") throw new Error(`trusted proxy ${cidr}`);
       return cidr;
     });
-    this.#trusted = proxies.length > 0 ? new Acl(proxies, []) : null;
-    this.#clientHeader = (opts.clientHeader ?? "x-forwarded-for").toLowerCase();
+    this.#clients = new ClientResolver({
+      trusted: proxies.length > 0 ? new Acl(proxies, []) : null,
+      header: opts.clientHeader ?? DEFAULT_CLIENT_HEADER,
+    });
     this.#aborted = new Promise((resolve) => (this.#abort = resolve));
     this.url = opts.url;
-    this.#server = this.#serve(opts.port, opts.cert, opts.key);
-    this.addr = this.#server.addr;
-  }
-
-  reloadCertificate(cert: string, key: string): void {
-    if (this.opts.cert === undefined) throw new Error(`${this.url} is plain HTTP: no certificate`);
-    if (this.#stopped) throw new Error(`${this.url} is stopping`);
-    checkCertificate(cert, key);
-    // Bind the successor first (the old one still serves if this throws), then retire the old.
-    const next = this.#serve(this.addr.port, cert, key);
-    this.#shutdowns.push(this.#server.shutdown());
-    this.#server = next;
-  }
-
-  stopAccepting(): void {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    this.#shutdowns.push(this.#server.shutdown());
-  }
-
-  async close(): Promise<void> {
-    this.stopAccepting();
-    // Requests still waiting for the pipeline get 503, so the graceful shutdowns can complete.
-    this.#abort();
-    await Promise.all(this.#shutdowns);
-  }
-
-  #serve(port: number, cert?: string, key?: string): Deno.HttpServer<Deno.NetAddr> {
-    const tls = cert !== undefined && key !== undefined ? { cert, key } : {};
-    return Deno.serve({
-      hostname: this.opts.hostname,
-      port,
-      ...tls,
-      // A reload binds a second server to this port while the first finishes its requests.
-      reusePort: cert !== undefined,
+    this.#server = Deno.serve({
+      hostname: INNER_HOST,
+      port: 0,
       onListen: () => {},
       onError: (err) => {
         log.warn("DoH request on {url} failed: {err}", { url: this.url, err: errText(err) });
         return status(500, "internal error");
       },
-    }, (req, info) =>
-      Promise.race([
-        this.#respond(req, info.remoteAddr),
-        this.#aborted.then(() => status(503, "server is shutting down")),
-      ]));
+    }, (req, info) => this.#serve(req, info.remoteAddr));
   }
 
+  /** Binds the client-facing socket; on failure the inner server is shut down too. */
+  async bind(): Promise<void> {
+    try {
+      this.#front = await startFront({
+        url: this.opts.url,
+        hostname: this.opts.hostname,
+        port: this.opts.port,
+        innerPort: this.#server.addr.port,
+        context: this.#context,
+        clock: this.opts.clock,
+        limits: this.opts.limits,
+      });
+    } catch (err) {
+      await this.#server.shutdown();
+      throw err;
+    }
+  }
+
+  get addr(): Deno.NetAddr {
+    return this.#bound().addr;
+  }
+
+  get stats(): FrontStats {
+    return this.#bound().stats;
+  }
+
+  connections(): ConnectionState {
+    const s = this.stats;
+    return {
+      open: s.open,
+      drops: {
+        rejected: s.rejected,
+        evicted_idle: s.evictedIdle,
+        evicted_stuck: 0,
+        read_timeout: s.timedOut,
+        output_full: 0,
+        write_timeout: s.writeTimedOut,
+      },
+    };
+  }
+
+  reloadCertificate(cert: string, key: string): void {
+    if (this.opts.cert === undefined) throw new Error(`${this.url} is plain HTTP: no certificate`);
+    if (this.#shutdown) throw new Error(`${this.url} is stopping`);
+    this.#bound().setContext(secureContext(cert, key));
+  }
+
+  stopAccepting(): void {
+    if (this.#shutdown) return;
+    this.#bound().stopAccepting();
+    // No new requests on open connections either (HTTP/2 GOAWAY); those in flight finish.
+    this.#shutdown = this.#server.shutdown();
+  }
+
+  async close(): Promise<void> {
+    this.stopAccepting();
+    // Requests still waiting for the pipeline get 503, so the graceful shutdown can complete.
+    this.#abort();
+    await this.#shutdown;
+    await this.#bound().close();
+  }
+
+  #bound(): HttpFront {
+    if (!this.#front) throw new Error(`${this.url} is not bound`);
+    return this.#front;
+  }
+
+  /** One request from the inner server: found on its client connection, answered, counted. */
+  async #serve(req: Request, relay: Deno.NetAddr): Promise<Response> {
+    const conn = this.#front?.connection(relay.port);
+    if (!conn) {
+      // Someone connected to the inner port directly, not through the listener.
+      await req.body?.cancel().catch(() => {});
+      return status(403, "not accepted by the DoH listener", { connection: "close" });
+    }
+    if (conn.inFlight >= this.opts.limits.maxPipelined) {
+      // Like a stream connection's pipelining cap: this connection waits for its own answers.
+      await discardBody(req, this.#bodyLimits());
+      return status(429, "too many requests in flight on this connection", { "retry-after": "1" });
+    }
+    const done = conn.beginRequest();
+    try {
+      return await Promise.race([
+        this.#respond(req, conn.peer),
+        this.#aborted.then(() => status(503, "server is shutting down")),
+      ]);
+    } finally {
+      done();
+    }
+  }
+
+  /** The answer to one request; its body is settled (read or cancelled) before it is answered. */
   async #respond(req: Request, peer: Deno.NetAddr): Promise<Response> {
+    const bodyLimits = this.#bodyLimits();
+    const response = await this.#answer(req, peer, bodyLimits);
+    await discardBody(req, bodyLimits);
+    return response;
+  }
+
+  #bodyLimits(): BodyLimits {
+    return {
+      maxBytes: MAX_DOH_MESSAGE,
+      timeoutMs: this.opts.limits.readTimeoutMs,
+      clock: this.opts.clock,
+    };
+  }
+
+  async #answer(req: Request, peer: Deno.NetAddr, bodyLimits: BodyLimits): Promise<Response> {
     const url = new URL(req.url);
     if (url.pathname !== this.opts.path) return status(404, "not found");
-    let query: Uint8Array | Response;
-    if (req.method === "GET") query = fromGet(url);
-    else if (req.method === "POST") query = await this.#fromPost(req);
-    else return status(405, "use GET or POST", { allow: ALLOWED_METHODS });
+    if (req.method !== "GET" && req.method !== "POST") {
+      return status(405, "use GET or POST", { allow: ALLOWED_METHODS });
+    }
+    const client = this.#clients.resolve(peer, req.headers.get(this.#clients.header));
+    if (!client.ok) {
+      log.debug("refusing a request from {peer}: {reason}", {
+        peer: peer.hostname,
+        reason: client.reason,
+      });
+      return status(400, client.reason);
+    }
+    const query = req.method === "GET" ? fromGet(url) : await fromPost(req, bodyLimits);
     if (query instanceof Response) return query;
 
     const answer = await this.opts.handle({
       bytes: query,
-      client: this.#clientOf(req, peer),
+      client: client.client,
       transport: "https",
     });
     if (!answer) return status(400, "not a DNS query");
@@ -177,70 +262,27 @@ class DohListener implements HttpsListener {
       },
     });
   }
+}
 
-  /** The body of a POST, or the error response; the body is bounded in size and in time. */
-  async #fromPost(req: Request): Promise<Uint8Array | Response> {
-    const type = req.headers.get("content-type");
-    if (type === null || mediaType(type) !== DNS_MESSAGE) {
-      return status(415, `content-type must be ${DNS_MESSAGE}`);
-    }
-    const declared = req.headers.get("content-length");
-    if (declared !== null && Number(declared) > MAX_DOH_MESSAGE) return tooLarge();
-    if (!req.body) return status(400, "empty body");
-
-    const reader = req.body.getReader();
-    let timedOut = false;
-    const cancel = this.opts.clock.schedule(this.opts.queryTimeoutMs, () => {
-      timedOut = true;
-      reader.cancel().catch(() => {});
-    });
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        total += value.length;
-        if (total > MAX_DOH_MESSAGE) {
-          await reader.cancel().catch(() => {});
-          return tooLarge();
-        }
-        chunks.push(value);
-      }
-    } catch (err) {
-      if (!timedOut) return status(400, `request body: ${errText(err)}`);
-    } finally {
-      cancel();
-    }
-    if (timedOut) return status(408, "request body not received in time");
-    if (total === 0) return status(400, "empty body");
-    const body = new Uint8Array(total);
-    let at = 0;
-    for (const c of chunks) {
-      body.set(c, at);
-      at += c.length;
-    }
-    return body;
+/** The body of a POST, or the error response; the body is bounded in size and in time. */
+async function fromPost(req: Request, limits: BodyLimits): Promise<Uint8Array | Response> {
+  const type = req.headers.get("content-type");
+  if (type === null || mediaType(type) !== DNS_MESSAGE) {
+    return status(415, `content-type must be ${DNS_MESSAGE}`);
   }
-
-  /**
-   * The peer, unless it is a trusted proxy that names the client in the configured header: then
-   * the first (original) address there. An absent or unreadable header leaves the peer.
-   */
-  #clientOf(req: Request, peer: Deno.NetAddr): { hostname: string; port: number } {
-    if (!this.#trusted?.allows(peer.hostname)) return peer;
-    const value = req.headers.get(this.#clientHeader);
-    if (value === null) return peer;
-    const named = this.#clientHeader === "forwarded" ? fromForwarded(value) : fromXff(value);
-    if (!named) {
-      log.debug("unusable {header} from proxy {peer}: {value}", {
-        header: this.#clientHeader,
-        peer: peer.hostname,
-        value,
-      });
-    }
-    return named ?? peer;
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > MAX_DOH_MESSAGE) return tooLarge();
+  if (!req.body) return status(400, "empty body");
+  const body = await readBody(req.body, limits);
+  switch (body.kind) {
+    case "too-large":
+      return tooLarge();
+    case "timeout":
+      return status(408, "request body not received in time");
+    case "error":
+      return status(400, `request body: ${body.message}`);
   }
+  return body.bytes.length === 0 ? status(400, "empty body") : body.bytes;
 }
 
 /** The DNS message in `?dns=`, or the error response. RFC 8484 §6: base64url, no padding. */
@@ -290,32 +332,10 @@ function mediaType(value: string): string {
   return value.split(";")[0].trim().toLowerCase();
 }
 
-/** The first address in an X-Forwarded-For list ("client, proxy1, ..."), port if given. */
-function fromXff(value: string): { hostname: string; port: number } | null {
-  return parseNode(value.split(",")[0].trim());
-}
-
-/** The `for=` of the first element of an RFC 7239 Forwarded header. */
-function fromForwarded(value: string): { hostname: string; port: number } | null {
-  const first = value.split(",")[0];
-  for (const pair of first.split(";")) {
-    const eq = pair.indexOf("=");
-    if (eq < 0 || pair.slice(0, eq).trim().toLowerCase() !== "for") continue;
-    return parseNode(pair.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1"));
-  }
-  return null;
-}
-
-/** "1.2.3.4", "1.2.3.4:5", "2001:db8::1", "[2001:db8::1]", "[2001:db8::1]:5" → address. */
-function parseNode(node: string): { hostname: string; port: number } | null {
-  let host = node;
-  let port = 0;
-  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(node);
-  const v4WithPort = /^([0-9.]+):(\d{1,5})$/.exec(node);
-  if (bracketed) [host, port] = [bracketed[1], Number(bracketed[2] ?? 0)];
-  else if (v4WithPort) [host, port] = [v4WithPort[1], Number(v4WithPort[2])];
-  if (!isIP(host) || port > 65535) return null;
-  return { hostname: host, port };
+/** A checked certificate and key, parsed once for every handshake that uses them. */
+function secureContext(cert: string, key: string): SecureContext {
+  checkCertificate(cert, key);
+  return createSecureContext({ cert, key });
 }
 
 function tooLarge(): Response {

@@ -32,8 +32,8 @@ export interface ConnectionState {
   open: number;
   /** Connections dropped by each bound, cumulative. */
   drops: Readonly<Record<ConnectionDropReason, number>>;
-  /** Answer bytes waiting to be written on all its connections. */
-  queuedOutputBytes: number;
+  /** Answer bytes waiting to be written on all its connections, where the listener tracks them. */
+  queuedOutputBytes?: number;
 }
 
 /** A bound listener. */

@@ -704,8 +704,11 @@ export class Metrics {
       ["upstream"],
       (emit) => state(emit, (s) => (s.up ? 1 : 0)),
     );
-    const connections = (emit: Emit, pick: (c: ConnectionState) => number) => {
-      for (const c of src().connections?.() ?? []) emit({ listener: c.listener }, pick(c.state));
+    const connections = (emit: Emit, pick: (c: ConnectionState) => number | undefined) => {
+      for (const c of src().connections?.() ?? []) {
+        const v = pick(c.state);
+        if (v !== undefined) emit({ listener: c.listener }, v);
+      }
     };
     gauge(
       "dotproxy_client_connections",

@@ -4,9 +4,11 @@
  * a trusted proxy, the body deadline, and certificate reload. Interop with curl, dig and kdig.
  */
 import assert from "node:assert/strict";
+import net from "node:net";
 import dnsPacket from "dns-packet";
 import { cacheMaxAge, type HttpsListener, listenHttps } from "../../lib/listen/https.ts";
 import type { Handler } from "../../lib/listen/listener.ts";
+import type { StreamLimits } from "../../lib/listen/stream.ts";
 import type { Query } from "../../lib/pipeline/pipeline.ts";
 import { buildQuery, parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
@@ -20,7 +22,13 @@ const KEY = await readFixture("server-key.pem");
 const WRONG_NAME_CERT = await readFixture("wrong-name.pem");
 const WRONG_NAME_KEY = await readFixture("wrong-name-key.pem");
 const CA_PATH = new URL("../fixtures/ca.pem", import.meta.url).pathname;
-const QUERY_TIMEOUT_MS = 5_000;
+const LIMITS: StreamLimits = {
+  idleTimeoutMs: 10_000,
+  readTimeoutMs: 5_000,
+  maxConnections: 1_000,
+  maxConnectionsPerClient: 32,
+  maxPipelined: 100,
+};
 const DNS_MESSAGE = "application/dns-message";
 
 type Answerer = (q: dnsPacket.Packet) => dnsPacket.Packet | null;
@@ -50,11 +58,16 @@ interface Doh {
 
 async function withDoh(
   handle: Handler,
-  opts: { plain?: boolean; trustedProxies?: string[]; clientHeader?: string },
+  opts: {
+    plain?: boolean;
+    trustedProxies?: string[];
+    clientHeader?: string;
+    limits?: Partial<StreamLimits>;
+  },
   fn: (doh: Doh) => Promise<void>,
 ): Promise<void> {
   const clock = new FakeClock();
-  const listener = listenHttps({
+  const listener = await listenHttps({
     url: "https://127.0.0.1:0",
     hostname: "127.0.0.1",
     port: 0,
@@ -64,7 +77,7 @@ async function withDoh(
     ...(opts.plain ? {} : { cert: CERT, key: KEY }),
     trustedProxies: opts.trustedProxies,
     clientHeader: opts.clientHeader,
-    queryTimeoutMs: QUERY_TIMEOUT_MS,
+    limits: { ...LIMITS, ...opts.limits },
   });
   const client = Deno.createHttpClient({ caCerts: [CA] });
   const scheme = opts.plain ? "http" : "https";
@@ -278,44 +291,110 @@ Deno.test("HTTP/2 is used when the client supports it", async () => {
   });
 });
 
-Deno.test("plain HTTP behind a trusted proxy: X-Forwarded-For is believed from that proxy only", async () => {
-  const cases = [["127.0.0.1", "192.0.2.77"], ["127.0.0.0/8", "192.0.2.77"], [
-    "10.0.0.0/8",
-    "127.0.0.1",
-  ]];
-  for (const [trusted, expected] of cases) {
+/** POSTs a query for `name` with extra headers; the response. */
+function postWith(doh: Doh, name: string, headers: Record<string, string>): Promise<Response> {
+  return doh.fetch(doh.url, {
+    method: "POST",
+    headers: { "content-type": DNS_MESSAGE, ...headers },
+    body: query(name),
+  });
+}
+
+Deno.test("behind a trusted proxy, a client's own X-Forwarded-For value cannot name the client", async () => {
+  // The client sent "X-Forwarded-For: 10.6.6.6"; the proxy (127.0.0.1) appended what it saw.
+  const cases: [string[], string, string][] = [
+    [["127.0.0.1"], "10.6.6.6, 203.0.113.5", "203.0.113.5"],
+    [["127.0.0.0/8", "10.0.0.0/8"], "6.6.6.6, 203.0.113.5, 10.0.0.1", "203.0.113.5"],
+    [["127.0.0.0/8", "10.0.0.0/8"], "10.0.0.9, 10.0.0.1", "10.0.0.9"],
+    [["10.0.0.0/8"], "203.0.113.5", "127.0.0.1"],
+  ];
+  for (const [trusted, xff, expected] of cases) {
     const h = fakeHandler();
-    await withDoh(h.handle, { plain: true, trustedProxies: [trusted] }, async (doh) => {
-      const res = await doh.fetch(doh.url, {
-        method: "POST",
-        headers: { "content-type": DNS_MESSAGE, "x-forwarded-for": "192.0.2.77, 10.0.0.1" },
-        body: query("xff.test"),
-      });
-      await dnsAnswer(res);
-      assert.equal(h.queries[0].client.hostname, expected, `trusted ${trusted}`);
+    await withDoh(h.handle, { plain: true, trustedProxies: trusted }, async (doh) => {
+      await dnsAnswer(await postWith(doh, "xff.test", { "x-forwarded-for": xff }));
+      assert.equal(h.queries[0].client.hostname, expected, `trusted ${trusted}, ${xff}`);
     });
   }
 });
 
-Deno.test("a trusted proxy's RFC 7239 Forwarded header is read when configured", async () => {
+Deno.test("a trusted proxy's missing or unparseable client address is 400, never the proxy's", async () => {
   const h = fakeHandler();
-  const opts = { plain: true, trustedProxies: ["::ffff:127.0.0.1"], clientHeader: "Forwarded" };
-  await withDoh(h.handle, opts, async (doh) => {
-    const res = await doh.fetch(doh.url, {
-      method: "POST",
-      headers: {
-        "content-type": DNS_MESSAGE,
-        forwarded: 'for="[2001:db8::17]:4711";proto=https, for=10.0.0.1',
-      },
-      body: query("forwarded.test"),
-    });
-    await dnsAnswer(res);
-    assert.deepEqual(h.queries[0].client, { hostname: "2001:db8::17", port: 4711 });
+  await withDoh(h.handle, { plain: true, trustedProxies: ["127.0.0.1"] }, async (doh) => {
+    const cases: Record<string, string>[] = [
+      {},
+      { "x-forwarded-for": "garbage" },
+      { "x-forwarded-for": "unknown" },
+    ];
+    for (const headers of cases) {
+      const res = await postWith(doh, "garbage.xff.test", headers);
+      assert.equal(res.status, 400, JSON.stringify(headers));
+      assert.match(await res.text(), /x-forwarded-for from a trusted proxy/);
+    }
+    assert.equal(h.queries.length, 0);
   });
 });
 
-Deno.test("a trusted proxy that is neither an address nor a prefix is refused at start", () => {
-  assert.throws(
+Deno.test("repeated X-Forwarded-For lines are one list in order", async () => {
+  const h = fakeHandler();
+  await withDoh(h.handle, { plain: true, trustedProxies: ["127.0.0.1"] }, async (doh) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: doh.listener.addr.port });
+    try {
+      const body = query("lines.xff.test");
+      const head =
+        `POST /dns-query HTTP/1.1\r\nhost: dns.test\r\ncontent-type: ${DNS_MESSAGE}\r\n` +
+        `x-forwarded-for: 10.6.6.6\r\nx-forwarded-for: 203.0.113.5\r\n` +
+        `content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
+      await conn.write(new TextEncoder().encode(head));
+      await conn.write(body);
+      const reply = new Uint8Array(1024);
+      const n = await conn.read(reply);
+      assert.match(new TextDecoder().decode(reply.subarray(0, n ?? 0)), /^HTTP\/1\.1 200 /);
+      assert.equal(h.queries[0].client.hostname, "203.0.113.5");
+    } finally {
+      conn.close();
+    }
+  });
+});
+
+Deno.test("a trusted proxy's RFC 7239 Forwarded header is read from the right when configured", async () => {
+  const h = fakeHandler();
+  const opts = {
+    plain: true,
+    trustedProxies: ["::ffff:127.0.0.1", "10.0.0.0/8"],
+    clientHeader: "Forwarded",
+  };
+  await withDoh(h.handle, opts, async (doh) => {
+    await dnsAnswer(
+      await postWith(doh, "forwarded.test", {
+        forwarded: 'for=10.6.6.6, for="[2001:db8::17]:4711";proto=https, for=10.0.0.1',
+      }),
+    );
+    assert.deepEqual(h.queries[0].client, { hostname: "2001:db8::17", port: 4711 });
+    for (
+      const forwarded of ["for=unknown", "for=_hidden", 'for="[2001:db8::17]:4711', "proto=https"]
+    ) {
+      const res = await postWith(doh, "bad.forwarded.test", { forwarded });
+      assert.equal(res.status, 400, forwarded);
+      await res.body?.cancel();
+    }
+    assert.equal(h.queries.length, 1);
+  });
+});
+
+Deno.test("a single-address client header (x-real-ip) takes one value; a list is 400", async () => {
+  const h = fakeHandler();
+  const opts = { plain: true, trustedProxies: ["127.0.0.1"], clientHeader: "X-Real-IP" };
+  await withDoh(h.handle, opts, async (doh) => {
+    await dnsAnswer(await postWith(doh, "real-ip.test", { "x-real-ip": "203.0.113.8" }));
+    assert.equal(h.queries[0].client.hostname, "203.0.113.8");
+    const res = await postWith(doh, "real-ip.test", { "x-real-ip": "10.6.6.6, 203.0.113.8" });
+    assert.equal(res.status, 400);
+    await res.body?.cancel();
+  });
+});
+
+Deno.test("a trusted proxy that is neither an address nor a prefix is refused at start", async () => {
+  await assert.rejects(
     () =>
       listenHttps({
         url: "http://127.0.0.1:0",
@@ -325,13 +404,13 @@ Deno.test("a trusted proxy that is neither an address nor a prefix is refused at
         handle: fakeHandler().handle,
         clock: new FakeClock(),
         trustedProxies: ["proxy.example"],
-        queryTimeoutMs: QUERY_TIMEOUT_MS,
+        limits: LIMITS,
       }),
     /trusted proxy "proxy.example"/,
   );
 });
 
-Deno.test("a POST body that does not arrive within queryTimeoutMs is 408", async () => {
+Deno.test("a POST body that does not arrive within the read timeout is 408", async () => {
   const h = fakeHandler();
   await withDoh(h.handle, { plain: true }, async (doh) => {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: doh.listener.addr.port });
@@ -341,8 +420,9 @@ Deno.test("a POST body that does not arrive within queryTimeoutMs is 408", async
         `content-length: 40\r\n\r\n`;
       await conn.write(new TextEncoder().encode(head));
       await conn.write(query("slow.test").subarray(0, 10));
-      await until(() => doh.clock.pending === 1, "the body deadline is scheduled");
-      doh.clock.advance(QUERY_TIMEOUT_MS);
+      // The connection's own timer, and the body deadline.
+      await until(() => doh.clock.pending === 2, "the body deadline is scheduled");
+      doh.clock.advance(LIMITS.readTimeoutMs);
       const buf = new Uint8Array(1024);
       const n = await conn.read(buf);
       assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /^HTTP\/1\.1 408 /);
@@ -414,6 +494,352 @@ Deno.test("close() answers requests still waiting for the pipeline with 503", as
     for (const res of await pending) {
       assert.equal(res.status, 503);
       await res.body?.cancel();
+    }
+  });
+});
+
+/**
+ * A raw client connection that notices when the server closes it, and collects what it is sent.
+ * Made with node:net when it must come from another loopback address (Deno.connect cannot bind
+ * a source address).
+ */
+class Watched {
+  closed = false;
+  received = "";
+  readonly #done: Promise<void>;
+  readonly #write: (bytes: Uint8Array) => Promise<void>;
+  readonly #close: () => void;
+
+  private constructor(
+    start: (onData: (b: Uint8Array) => void, onEnd: () => void) => {
+      write: (bytes: Uint8Array) => Promise<void>;
+      close: () => void;
+    },
+  ) {
+    let ended: () => void = () => {};
+    this.#done = new Promise((resolve) => (ended = resolve));
+    const io = start((b) => (this.received += new TextDecoder().decode(b)), () => {
+      this.closed = true;
+      ended();
+    });
+    this.#write = io.write;
+    this.#close = io.close;
+  }
+
+  /** A connection to `port` from 127.0.0.1 (Deno.connect). */
+  static async deno(port: number): Promise<Watched> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    return new Watched((onData, onEnd) => {
+      (async () => {
+        const buf = new Uint8Array(4096);
+        try {
+          for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+            onData(buf.subarray(0, n));
+          }
+        } catch { /* reset: closed too */ }
+        onEnd();
+      })();
+      return {
+        write: async (bytes) => void await conn.write(bytes),
+        close: () => {
+          try {
+            conn.close();
+          } catch { /* already closed */ }
+        },
+      };
+    });
+  }
+
+  /** A connection to 127.0.0.1:`port` from `localAddress` (node:net). */
+  static node(port: number, localAddress: string): Promise<Watched> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: "127.0.0.1", port, localAddress });
+      socket.once("error", reject);
+      socket.once("connect", () => {
+        socket.off("error", reject);
+        socket.on("error", () => {});
+        resolve(
+          new Watched((onData, onEnd) => {
+            socket.on("data", onData);
+            socket.on("close", onEnd);
+            return {
+              write: (bytes) => new Promise((ok) => socket.write(bytes, () => ok())),
+              close: () => socket.destroy(),
+            };
+          }),
+        );
+      });
+    });
+  }
+
+  write(text: string | Uint8Array): Promise<void> {
+    return this.#write(typeof text === "string" ? new TextEncoder().encode(text) : text);
+  }
+
+  /** Closes it from the client side (if still open) and waits until it is. */
+  async close(): Promise<void> {
+    this.#close();
+    await this.#done;
+  }
+}
+
+/** Closes every connection, even if some test step failed. */
+async function closeAll(conns: Watched[]): Promise<void> {
+  await Promise.all(conns.map((c) => c.close()));
+}
+
+/**
+ * Advances the fake clock in `stepMs` steps, letting I/O run between steps, until `cond` holds;
+ * returns how much fake time that took. Fails after `maxMs`.
+ */
+async function advanceUntil(
+  clock: FakeClock,
+  cond: () => boolean,
+  what: string,
+  { stepMs = 250, maxMs = 60_000 } = {},
+): Promise<number> {
+  const start = clock.now();
+  for (let t = 0; t <= maxMs && !cond(); t += stepMs) {
+    clock.advance(stepMs);
+    for (let i = 0; i < 20 && !cond(); i++) await new Promise((r) => setTimeout(r, 0));
+  }
+  assert.ok(cond(), `timed out waiting until ${what}`);
+  return clock.now() - start;
+}
+
+const GET_HEAD = (name: string) =>
+  `GET /dns-query?dns=${b64url(query(name))} HTTP/1.1\r\nhost: dns.test\r\n\r\n`;
+
+Deno.test("hundreds of idle connections: the total cap holds, newcomers evict the longest idle, the rest close when idle", async () => {
+  const limits = { maxConnections: 50, maxConnectionsPerClient: 1_000 };
+  await withDoh(fakeHandler().handle, { plain: true, limits }, async (doh) => {
+    const stats = doh.listener.stats;
+    const conns: Watched[] = [];
+    try {
+      for (let i = 0; i < 300; i++) {
+        conns.push(await Watched.deno(doh.listener.addr.port));
+        await until(() => stats.open + stats.evictedIdle === i + 1, `connection ${i} accepted`);
+        doh.clock.advance(1); // a distinct age for each
+      }
+      assert.equal(stats.open, 50);
+      assert.equal(stats.evictedIdle, 250);
+      await until(() => conns.slice(0, 250).every((c) => c.closed), "the oldest are closed");
+      assert.ok(conns.slice(250).every((c) => !c.closed), "the newest 50 are open");
+
+      // The newest connection is served.
+      const newest = conns[conns.length - 1];
+      await newest.write(GET_HEAD("newest.cap.test"));
+      await until(() => /^HTTP\/1\.1 200 /.test(newest.received), "the newest is answered");
+
+      const waited = await advanceUntil(doh.clock, () => stats.open === 0, "all are closed");
+      assert.ok(
+        waited >= LIMITS.idleTimeoutMs,
+        `closed after ${waited} ms, before the idle timeout`,
+      );
+      await until(() => conns.every((c) => c.closed), "clients see every connection closed");
+      assert.equal(stats.idleClosed, 50);
+    } finally {
+      await closeAll(conns);
+    }
+  });
+});
+
+Deno.test("a client at its connection cap evicts its own idle connections, never another client's", async () => {
+  const limits = { maxConnections: 1_000, maxConnectionsPerClient: 8 };
+  await withDoh(fakeHandler().handle, { plain: true, limits }, async (doh) => {
+    const stats = doh.listener.stats;
+    const conns: Watched[] = [];
+    try {
+      const other = await Watched.node(doh.listener.addr.port, "127.0.0.2");
+      conns.push(other);
+      await until(() => stats.open === 1, "the other client is accepted");
+      for (let i = 0; i < 100; i++) {
+        conns.push(await Watched.deno(doh.listener.addr.port));
+        await until(() => stats.open + stats.evictedIdle === i + 2, `connection ${i} accepted`);
+        doh.clock.advance(1);
+      }
+      assert.equal(stats.open, 9);
+      assert.equal(stats.evictedIdle, 92);
+      await until(() => conns.filter((c) => c.closed).length === 92, "evictions reach clients");
+      assert.equal(other.closed, false);
+      await other.write(GET_HEAD("other.cap.test"));
+      await until(() => /^HTTP\/1\.1 200 /.test(other.received), "the other client is answered");
+    } finally {
+      await closeAll(conns);
+    }
+  });
+});
+
+Deno.test("when a client's connections are all busy, its newcomer is refused and others are admitted", async () => {
+  const h = fakeHandler({ hold: true });
+  const limits = { maxConnections: 1_000, maxConnectionsPerClient: 2 };
+  await withDoh(h.handle, { plain: true, limits }, async (doh) => {
+    const stats = doh.listener.stats;
+    const conns: Watched[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const busy = await Watched.deno(doh.listener.addr.port);
+        conns.push(busy);
+        await busy.write(GET_HEAD(`busy${i}.cap.test`));
+        await until(() => h.held.length === i + 1, "the request reached the handler");
+      }
+      const refused = await Watched.deno(doh.listener.addr.port);
+      conns.push(refused);
+      await until(() => refused.closed, "the newcomer is closed");
+      assert.equal(stats.rejected, 1);
+      const other = await Watched.node(doh.listener.addr.port, "127.0.0.2");
+      conns.push(other);
+      await until(() => stats.open === 3, "another client is admitted");
+      for (const release of h.held.splice(0)) release();
+      await until(
+        () => conns.slice(0, 2).every((c) => /^HTTP\/1\.1 200 /.test(c.received)),
+        "the busy connections are answered",
+      );
+    } finally {
+      await closeAll(conns);
+    }
+  });
+});
+
+Deno.test("a partial TLS ClientHello is closed after the read timeout", async () => {
+  await withDoh(fakeHandler().handle, {}, async (doh) => {
+    const conn = await Watched.deno(doh.listener.addr.port);
+    try {
+      // A TLS record header announcing a ClientHello, and one byte of it.
+      await conn.write(new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]));
+      const waited = await advanceUntil(doh.clock, () => conn.closed, "the server closes it");
+      assert.ok(waited >= LIMITS.readTimeoutMs, `closed after ${waited} ms`);
+      assert.ok(waited < LIMITS.idleTimeoutMs, `closed after ${waited} ms: idle, not read timeout`);
+      assert.equal(doh.listener.stats.timedOut, 1);
+    } finally {
+      await conn.close();
+    }
+  });
+});
+
+/** The HTTP/2 client preface, SETTINGS, and a HEADERS frame that leaves its header block open. */
+function h2OpenHeaderBlock(): Uint8Array {
+  const preface = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  const settings = [0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+  const headers = [0, 0, 1, 0x1, 0x1, /* END_STREAM, no END_HEADERS */ 0, 0, 0, 1, 0x82];
+  return new Uint8Array([...preface, ...settings, ...headers]);
+}
+
+Deno.test("a partial request head (HTTP/1.1, or an open HTTP/2 header block) is closed after the read timeout", async () => {
+  const heads: [string, string | Uint8Array][] = [
+    ["HTTP/1.1", "GET /dns-query HTTP/1.1\r\nhost: dns.test\r\nx-slow: "],
+    ["HTTP/2", h2OpenHeaderBlock()],
+  ];
+  for (const [what, head] of heads) {
+    await withDoh(fakeHandler().handle, { plain: true }, async (doh) => {
+      const conn = await Watched.deno(doh.listener.addr.port);
+      try {
+        await conn.write(head);
+        const waited = await advanceUntil(doh.clock, () => conn.closed, `${what} head closed`);
+        assert.ok(waited >= LIMITS.readTimeoutMs, `${what}: closed after ${waited} ms`);
+        assert.ok(waited < LIMITS.idleTimeoutMs, `${what}: closed after ${waited} ms (idle)`);
+        assert.equal(doh.listener.stats.timedOut, 1, what);
+      } finally {
+        await conn.close();
+      }
+    });
+  }
+});
+
+Deno.test("a keep-alive connection that was answered closes after the idle timeout, not before", async () => {
+  await withDoh(fakeHandler().handle, {}, async (doh) => {
+    const tcp = await Deno.connect({ hostname: "127.0.0.1", port: doh.listener.addr.port });
+    const tls = await Deno.startTls(tcp, { hostname: "dns.test", caCerts: [CA] });
+    try {
+      await tls.write(new TextEncoder().encode(GET_HEAD("keepalive.test")));
+      const buf = new Uint8Array(4096);
+      const n = await tls.read(buf);
+      assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /^HTTP\/1\.1 200 /);
+      let closed = false;
+      const reading = (async () => {
+        try {
+          while ((await tls.read(buf)) !== null) { /* nothing more is sent */ }
+        } catch { /* reset */ }
+        closed = true;
+      })();
+      const waited = await advanceUntil(doh.clock, () => closed, "the idle connection closes");
+      assert.ok(waited >= LIMITS.idleTimeoutMs, `closed after ${waited} ms`);
+      assert.equal(doh.listener.stats.idleClosed, 1);
+      await reading;
+    } finally {
+      tls.close();
+    }
+  });
+});
+
+Deno.test("requests beyond maxPipelined in flight on one HTTP/2 connection are 429", async () => {
+  const h = fakeHandler({ hold: true });
+  await withDoh(h.handle, { limits: { maxPipelined: 3 } }, async (doh) => {
+    const h2 = Deno.createHttpClient({ caCerts: [CA], http2: true, http1: false });
+    try {
+      const get = (name: string) => fetch(`${doh.url}?dns=${b64url(query(name))}`, { client: h2 });
+      // One request first, so that the others share its connection.
+      const first = get("first.pipelined.test");
+      await until(() => h.held.length === 1, "the first request is held");
+      const more = Array.from({ length: 4 }, (_, i) => get(`${i}.pipelined.test`));
+      await until(() => h.held.length === 3, "three requests are held");
+      const refused = await Promise.race(more);
+      assert.equal(refused.status, 429);
+      assert.equal(refused.headers.get("retry-after"), "1");
+      await refused.body?.cancel();
+      for (const release of h.held.splice(0)) release();
+      const statuses = [];
+      for (const res of [first, ...more]) {
+        const r = await res;
+        statuses.push(r.status);
+        await r.body?.cancel();
+      }
+      assert.deepEqual(statuses.sort(), [200, 200, 200, 429, 429]);
+      assert.equal(doh.listener.stats.open, 1);
+    } finally {
+      h2.close();
+    }
+  });
+});
+
+Deno.test("a port in use is a bind error marked inUse, leaving nothing running", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const err = await listenHttps({
+      url: "https://127.0.0.1",
+      hostname: "127.0.0.1",
+      port: taken.addr.port,
+      path: "/dns-query",
+      handle: fakeHandler().handle,
+      clock: new FakeClock(),
+      cert: CERT,
+      key: KEY,
+      limits: LIMITS,
+    }).then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof Error && "inUse" in err && err.inUse === true, String(err));
+  } finally {
+    taken.close();
+  }
+});
+
+Deno.test("a client that never reads its answers is closed after the read timeout", async () => {
+  // 60 kB answers, pipelined requests, nothing read: the socket buffers fill, output stalls.
+  const big: Handler = () => ({ bytes: new Uint8Array(60_000), maxUdpSize: 65535 });
+  await withDoh(big, { plain: true }, async (doh) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: doh.listener.addr.port });
+    try {
+      const head = GET_HEAD("unread.test");
+      await conn.write(new TextEncoder().encode(head.repeat(400)));
+      const stats = doh.listener.stats;
+      const waited = await advanceUntil(doh.clock, () => stats.open === 0, "the reader is cut", {
+        stepMs: 500,
+      });
+      assert.equal(stats.writeTimedOut, 1);
+      assert.equal(stats.timedOut, 0);
+      assert.equal(stats.idleClosed, 0);
+      assert.ok(waited >= LIMITS.readTimeoutMs, `closed after ${waited} ms`);
+    } finally {
+      conn.close();
     }
   });
 });
@@ -538,5 +964,67 @@ await toolTest({
         expectedAddress("kdig.doh.test", "AAAA"),
       );
     });
+  },
+});
+
+await toolTest({
+  name: "curl over HTTP/2 and HTTP/1.1 gets 415, 405 and 413 every time, with the body unread",
+  tools: ["curl"],
+  async fn() {
+    const bodyFile = await Deno.makeTempFile({ dir: "/tmp", prefix: "doh-70k-" });
+    try {
+      await Deno.writeFile(bodyFile, new Uint8Array(70_000));
+      await withDoh(fakeHandler().handle, {}, async (doh) => {
+        const port = doh.listener.addr.port;
+        const url = `https://dns.test:${port}/dns-query`;
+        const cases: [string, string[]][] = [
+          ["415", ["--header", "content-type: text/plain", "--data-binary", "@-"]],
+          ["405", ["--request", "PUT", "--data-binary", "@-"]],
+          ["413", ["--header", `content-type: ${DNS_MESSAGE}`, "--data-binary", `@${bodyFile}`]],
+        ];
+        const outcomes: string[] = [];
+        for (const version of ["--http2", "--http1.1"]) {
+          for (const [expected, args] of cases) {
+            for (let i = 0; i < (version === "--http2" ? 10 : 3); i++) {
+              const out = await new Deno.Command(CURL!, {
+                args: [
+                  "--silent",
+                  "--show-error",
+                  "--max-time",
+                  "10",
+                  "--cacert",
+                  CA_PATH,
+                  "--resolve",
+                  `dns.test:${port}:127.0.0.1`,
+                  version,
+                  "--output",
+                  "/dev/null",
+                  "--write-out",
+                  "%{http_code}",
+                  ...args,
+                  url,
+                ],
+                stdin: "piped",
+                stdout: "piped",
+                stderr: "piped",
+              }).spawn();
+              const w = out.stdin.getWriter();
+              await w.write(query("curl-error.test"));
+              await w.close();
+              const result = await out.output();
+              const got = new TextDecoder().decode(result.stdout);
+              if (got !== expected) {
+                outcomes.push(
+                  `${version} ${args.join(" ")}: ${got} ${new TextDecoder().decode(result.stderr)}`,
+                );
+              }
+            }
+          }
+        }
+        assert.deepEqual(outcomes, []);
+      });
+    } finally {
+      await Deno.remove(bodyFile);
+    }
   },
 });
