@@ -29,6 +29,9 @@ import type { HostsFs } from "./route/hosts_watch.ts";
 import { LiveRouting } from "./route/live.ts";
 import type { Routing } from "./route/routing.ts";
 import { ClientDirectory, ClientLabels } from "./identity/clients.ts";
+import { DohAuthenticator } from "./identity/doh_auth.ts";
+import { FailureLimiter } from "./identity/failure_limiter.ts";
+import { TokenStore } from "./identity/tokens.ts";
 import { ANONYMOUS_LABEL } from "./identity/names.ts";
 import { ProxyGate } from "./identity/proxy_gate.ts";
 import { Acl, formatCidr } from "./policy/acl.ts";
@@ -150,8 +153,34 @@ function pipelineOptions(
 function clientsOf(config: Config): PipelineClients {
   return {
     directory: new ClientDirectory(config.clients),
-    labels: new ClientLabels(config.clients.map((c) => c.name)),
+    labels: new ClientLabels(declaredNames(config)),
   };
+}
+
+/**
+ * The names a metric label may carry: `[[clients]]` entries and DoH token names (declared in the
+ * configuration, so bounded); names from certificates count as anonymous unless declared.
+ */
+function declaredNames(config: Config): string[] {
+  const names = new Set(config.clients.map((c) => c.name));
+  for (const l of config.listeners) for (const t of l.tokens ?? []) names.add(t.name);
+  return [...names];
+}
+
+/** The token check of an https/http listener, or null when it asks for no credentials. */
+function dohAuth(l: ListenerConfig, clock: Clock): DohAuthenticator | null {
+  if ((l.protocol !== "https" && l.protocol !== "http") || l.clientAuth === "none") return null;
+  return new DohAuthenticator({
+    mode: l.clientAuth,
+    store: new TokenStore(l.tokens),
+    limiter: new FailureLimiter({
+      clock,
+      maxFailures: l.authMaxFailures,
+      failuresPerMinute: l.authFailuresPerMinute,
+      blockMs: l.authBlockMs,
+    }),
+    basePath: l.path,
+  });
 }
 
 /** The upstream side built from one config: what a reload replaces as a whole. */
@@ -226,6 +255,7 @@ function streamLimits(config: Config): StreamLimits {
 type Bound = Listener & {
   reloadCertificate?: (cert: string, key: string) => void;
   reloadClientAuth?: (clientAuth: ClientAuthSettings | null) => void;
+  reloadAuth?: (auth: DohAuthenticator | null) => void;
 };
 
 /** The PROXY protocol gate of a udp/tcp/tls listener, or null when it takes no headers. */
@@ -278,6 +308,7 @@ function bind(
         trustedProxies: l.trustedProxies.map(formatCidr),
         clientHeader: l.clientHeader,
         limits: streamLimits(config),
+        auth: dohAuth(l, clock),
       });
   }
 }
@@ -328,7 +359,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     routingSettings({ ...c, groups: new Set(c.upstreams.map((u) => u.group)) });
   const showRoutes = (c: Config) => {
     metrics.showRoutes([...new Set(c.upstreams.map((u) => u.group)), "local"]);
-    metrics.showClients(c.clients.map((e) => e.name).concat(ANONYMOUS_LABEL));
+    metrics.showClients([...declaredNames(c), ANONYMOUS_LABEL]);
   };
   let routing: LiveRouting;
   try {
@@ -435,6 +466,9 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         } catch (err) {
           skipped.push(`${l.url} certificate (${errText(err)})`);
         }
+      }
+      if (listeners[i].reloadAuth && (l.protocol === "https" || l.protocol === "http")) {
+        listeners[i].reloadAuth!(dohAuth(l, clock));
       }
       if (listeners[i].reloadClientAuth && l.protocol === "tls") {
         try {

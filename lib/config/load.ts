@@ -19,7 +19,7 @@ import { ACCESS } from "./sections/access.ts";
 import { readAdmin } from "./sections/admin.ts";
 import { SECTIONS } from "./sections/all.ts";
 import { CACHE, readCache } from "./sections/cache.ts";
-import { checkClients, CLIENTS, readClient } from "./sections/clients.ts";
+import { checkClients, checkDeclaredNames, CLIENTS, readClient } from "./sections/clients.ts";
 import { BOOTSTRAP_EXAMPLE, FORWARDING, readForwarding } from "./sections/forwarding.ts";
 import { LIMITS } from "./sections/limits.ts";
 import { checkListenerAddresses, LISTENERS, readListener } from "./sections/listeners.ts";
@@ -183,6 +183,7 @@ async function validate(text: string, opts: ParseOptions): Promise<Config> {
   });
   const clients = entries(root, CLIENTS, keys, false).map(([t, at]) => readClient(t, at));
   checkClients(clients);
+  files.then(() => checkDeclaredNames(clients, listeners));
   const parts = { routes, records, routing, groups: groupNames };
   files.then(() => checkRouting(parts, hosts));
 

@@ -207,3 +207,82 @@ Deno.test("tls listener: client_auth with its CA, PROXY protocol from a load bal
   assert.equal(l.proxyProtocol, true);
   assert.equal(l.trustedProxies?.length, 2);
 });
+
+// ---- DoH tokens ----
+
+const DOH = `[[listeners]]\nurl = "http://127.0.0.1:8080/dns-query"\n`;
+const HEX = "ab".repeat(32);
+
+rejects({
+  name: "client_auth require on DoH without tokens",
+  toml: DOH + `client_auth = "require"\n` + UPSTREAM,
+  key: "listeners[0].client_auth",
+  value: "require",
+  message: "needs tokens or tokens_file",
+});
+rejects({
+  name: "a token digest that is not SHA-256 hex",
+  toml: DOH + `client_auth = "require"\ntokens = [{ name = "alice", sha256 = "secret" }]\n` +
+    UPSTREAM,
+  key: "listeners[0].tokens[0]",
+  value: "secret",
+  message: "is not 64 lower-case hex digits",
+});
+rejects({
+  name: "two clients with one token",
+  toml: DOH + `client_auth = "optional"\n` +
+    `tokens = [{ name = "a", sha256 = "${HEX}" }, { name = "b", sha256 = "${HEX}" }]\n` +
+    UPSTREAM,
+  key: "listeners[0].tokens",
+  message: `"a" and "b" have the same token`,
+});
+rejects({
+  name: "a tokens file that cannot be read",
+  toml: DOH + `client_auth = "require"\ntokens_file = "tokens"\n` + UPSTREAM,
+  key: "listeners[0].tokens_file",
+  value: "tokens",
+  message: "cannot read /etc/dotproxy/tokens",
+});
+rejects({
+  name: "a bad line in the tokens file",
+  toml: DOH + `client_auth = "require"\ntokens_file = "tokens"\n` + UPSTREAM,
+  files: { "/etc/dotproxy/tokens": `alice ${HEX}\nbob\n` },
+  key: "listeners[0].tokens_file",
+  message: `/etc/dotproxy/tokens line 2: expected "name sha256hex"`,
+});
+rejects({
+  name: "tokens with client_auth none",
+  toml: DOH + `tokens = [{ name = "a", sha256 = "${HEX}" }]\n` + UPSTREAM,
+  key: "listeners[0].tokens",
+  message: `set client_auth = "optional" or "require"`,
+});
+rejects({
+  name: "tokens on a tls listener",
+  toml: TLS + `tokens = []\n` + UPSTREAM,
+  files: TLS_FILES,
+  key: "listeners[0].tokens",
+  message: "only https:// and http:// listeners take tokens",
+});
+rejects({
+  name: "client_ca_file on a DoH listener",
+  toml: DOH + `client_ca_file = "ca.pem"\n` + UPSTREAM,
+  key: "listeners[0].client_ca_file",
+  message: "DoH clients authenticate with tokens",
+});
+
+Deno.test("DoH tokens: inline and from the file, with the failure limits", async () => {
+  const c = await accepted(
+    DOH + `client_auth = "optional"\ntokens = [{ name = "alice", sha256 = "${HEX}" }]\n` +
+      `tokens_file = "tokens"\nauth_max_failures = 3\nauth_block = "5m"\n` + UPSTREAM,
+    { "/etc/dotproxy/tokens": `# clients\n\nBob Smith ${"cd".repeat(32)}\n` },
+  );
+  const l = c.listeners[0];
+  assert.equal(l.clientAuth, "optional");
+  assert.deepEqual(l.tokens, [
+    { name: "alice", sha256: HEX },
+    { name: "Bob Smith", sha256: "cd".repeat(32) },
+  ]);
+  assert.equal(l.tokensFile, "/etc/dotproxy/tokens");
+  assert.equal(l.authMaxFailures, 3);
+  assert.equal(l.authBlockMs, 300_000);
+});

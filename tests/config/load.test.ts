@@ -445,6 +445,11 @@ tls_name = "1.0.0.1"
         path: "/resolve/v1",
         trustedProxies: [cidr("10.0.0.0/8"), cidr("fd00::1/128")],
         clientHeader: "x-real-ip",
+        clientAuth: "none",
+        tokens: [],
+        authMaxFailures: 10,
+        authFailuresPerMinute: 6,
+        authBlockMs: 60_000,
       });
     },
   },
@@ -914,6 +919,12 @@ const EXAMPLES: { name: string; lines: string[]; check: (c: Config) => void }[] 
       `# proxy_protocol = true`,
       `# trusted_proxies = ["10.0.0.0/24"]`,
       `# url = "https://127.0.0.1:8443/dns-query"`,
+      `# url = "https://127.0.0.1:8444/dns-query"`,
+      `# tokens = [{ name = "alice", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" }]`,
+      `# tokens_file = "/etc/dotproxy/tokens"`,
+      `# auth_max_failures = 10`,
+      `# auth_failures_per_minute = 6`,
+      `# auth_block = "1m"`,
       `# url = "http://127.0.0.1:8080/dns-query"`,
       `# cert_file = "/etc/dotproxy/cert.pem"`,
       `# key_file = "/etc/dotproxy/key.pem"`,
@@ -927,10 +938,12 @@ const EXAMPLES: { name: string; lines: string[]; check: (c: Config) => void }[] 
     check: (c) => {
       assert.deepEqual(
         c.listeners.map((l) => l.protocol),
-        ["udp", "tcp", "tls", "tls", "tcp", "https", "http"],
+        ["udp", "tcp", "tls", "tls", "tcp", "https", "https", "http"],
       );
-      assert.equal(c.listeners[6].access?.action, "drop");
+      assert.equal(c.listeners[7].access?.action, "drop");
       assert.equal(c.listeners[5].access, undefined);
+      assert.equal(c.listeners[6].clientAuth, "require");
+      assert.deepEqual(c.listeners[6].tokens?.map((t) => t.name), ["alice", "bob"]);
       assert.equal(c.listeners[3].clientAuth, "require");
       assert.equal(c.listeners[3].clientCa, `${PEM}\n`);
       assert.equal(c.listeners[4].proxyProtocol, true);
@@ -1011,6 +1024,7 @@ for (const ex of EXAMPLES) {
       "/etc/dotproxy/key.pem": KEY,
       "/etc/dotproxy/private-ca.pem": PEM,
       "/etc/dotproxy/clients-ca.pem": PEM,
+      "/etc/dotproxy/tokens": `# name sha256\nbob ${"ab".repeat(32)}\n`,
     };
     const result = await loadConfig("/etc/dotproxy/config.toml", fakeFiles(files));
     if (isConfigError(result)) assert.fail(formatConfigError(result));

@@ -112,3 +112,23 @@ export function checkClients(clients: readonly ClientConfig[]): void {
   const value = m[2] === "name" ? c.name : c.networks;
   throw new Invalid(`clients[${m[1]}].${m[2]}`, value, problem.replace(/^[^:]*: /, ""));
 }
+
+/**
+ * [[clients]] names and DoH token names are the per-client metric's labels: together at most
+ * {@link MAX_NAMED_CLIENTS} distinct names (run after the tokens files are read).
+ */
+export function checkDeclaredNames(
+  clients: readonly ClientConfig[],
+  listeners: readonly { tokens?: readonly { name: string }[] }[],
+): void {
+  const names = new Set(clients.map((c) => c.name));
+  for (const l of listeners) for (const t of l.tokens ?? []) names.add(t.name);
+  if (names.size > MAX_NAMED_CLIENTS) {
+    throw new Invalid(
+      "clients",
+      undefined,
+      `${names.size} distinct client names ([[clients]] and DoH tokens) is more than the ` +
+        `limit of ${MAX_NAMED_CLIENTS} (each is a metric label)`,
+    );
+  }
+}

@@ -21,6 +21,12 @@ import {
 import { declareSection, key, readRow, readSection } from "../table.ts";
 import { type EndpointRules, parseEndpoint } from "../url.ts";
 import { ACCESS, type AccessConfig } from "./access.ts";
+import {
+  DOH_AUTH_ROWS,
+  type DohAuthConfig,
+  type DohAuthFields,
+  readDohAuth,
+} from "./doh_tokens.ts";
 
 /** The DoH path used when an https/http listener URL (or an https upstream URL) has none. */
 export const DEFAULT_DOH_PATH = "/dns-query";
@@ -47,7 +53,7 @@ type Absent<K extends string> = { [P in K]?: undefined };
 type TlsFields = "certFile" | "keyFile" | "cert" | "key";
 type WebFields = "path" | "clientHeader";
 type ProxyFields = "proxyProtocol";
-type ClientCertFields = "clientAuth" | "clientCaFile" | "clientCa";
+type ClientCertFields = "clientCaFile" | "clientCa";
 
 /** PROXY protocol (udp, tcp, tls): from whom a header is required and believed. */
 interface ProxyFront {
@@ -91,25 +97,37 @@ interface WebFront {
 
 /** udp:// or tcp://: plain DNS. */
 export interface PlainListenerConfig
-  extends ListenerBase, ProxyFront, Absent<TlsFields | WebFields | ClientCertFields> {
+  extends
+    ListenerBase,
+    ProxyFront,
+    Absent<TlsFields | WebFields | ClientCertFields | DohAuthFields | "clientAuth"> {
   protocol: "udp" | "tcp";
 }
 
 /** tls://: DNS-over-TLS (RFC 7858). */
 export interface TlsListenerConfig
-  extends ListenerBase, TlsMaterial, ProxyFront, ClientCertAuth, Absent<WebFields> {
+  extends ListenerBase, TlsMaterial, ProxyFront, ClientCertAuth, Absent<WebFields | DohAuthFields> {
   protocol: "tls";
 }
 
 /** https://: DNS-over-HTTPS (RFC 8484). */
 export interface HttpsListenerConfig
-  extends ListenerBase, TlsMaterial, WebFront, Absent<ProxyFields | ClientCertFields> {
+  extends
+    ListenerBase,
+    TlsMaterial,
+    WebFront,
+    DohAuthConfig,
+    Absent<ProxyFields | ClientCertFields> {
   protocol: "https";
 }
 
 /** http://: plain-HTTP DoH, for running behind a TLS-terminating load balancer. */
 export interface HttpListenerConfig
-  extends ListenerBase, WebFront, Absent<TlsFields | ProxyFields | ClientCertFields> {
+  extends
+    ListenerBase,
+    WebFront,
+    DohAuthConfig,
+    Absent<TlsFields | ProxyFields | ClientCertFields> {
   protocol: "http";
 }
 
@@ -177,8 +195,8 @@ export const LISTENERS = declareSection("listeners", "listeners", "array", {
   }),
   client_auth: key(oneOf(CLIENT_AUTH_MODES), {
     default: "none",
-    doc: `tls: ask for a client certificate: "none", "optional" or "require" (then a client ` +
-      `without one chaining to client_ca_file is refused in the handshake)`,
+    doc: `tls: ask for a client certificate; https/http: for a token (tokens, tokens_file): ` +
+      `"none", "optional" or "require" (then a client without a valid one is refused)`,
     reloadable: true,
     field: "clientAuth",
   }),
@@ -186,6 +204,7 @@ export const LISTENERS = declareSection("listeners", "listeners", "array", {
     doc: "tls with client_auth: PEM CA certificates that client certificates must chain to",
     reloadable: true,
   }),
+  ...DOH_AUTH_ROWS,
   client_header: key(headerName, {
     default: DEFAULT_CLIENT_HEADER,
     doc: "https/http: the header naming the client behind a trusted proxy",
@@ -265,13 +284,20 @@ export function readListener(t: Table, at: string, ctx: ListenerContext): Listen
     }
     return { proxyProtocol, trustedProxies };
   };
-  const noClientCerts = () => {
-    const why = protocol === "https"
-      ? `not used by ${what}; client certificates are asked for by tls:// listeners`
+  const noClientCerts = (web: boolean) => {
+    const why = web
+      ? `not used by ${what}; client certificates are asked for by tls:// listeners (DoH ` +
+        `clients authenticate with tokens)`
       : `not used by ${what}; only tls:// listeners ask for client certificates`;
-    notAllowed(t, at, "client_auth", why);
+    if (!web) notAllowed(t, at, "client_auth", why);
     notAllowed(t, at, "client_ca_file", why);
   };
+  const noTokens = () => {
+    for (const k of Object.keys(DOH_AUTH_ROWS)) {
+      notAllowed(t, at, k, `not used by ${what}; only https:// and http:// listeners take tokens`);
+    }
+  };
+  const dohAuth = () => readDohAuth(t, at, readRow(rows.client_auth, t, at, "client_auth"), ctx);
   const noTls = () => {
     const why = protocol === "http"
       ? "http:// is plain HTTP behind a TLS-terminating proxy; use https:// to serve TLS here"
@@ -286,7 +312,8 @@ export function readListener(t: Table, at: string, ctx: ListenerContext): Listen
     case "tcp":
       noTls();
       noWeb();
-      noClientCerts();
+      noClientCerts(false);
+      noTokens();
       out = { ...base, protocol, ...proxy() };
       break;
     case "tls": {
@@ -300,25 +327,27 @@ export function readListener(t: Table, at: string, ctx: ListenerContext): Listen
       readKeyPair(ctx.files, t, at, tls, (cert, key) => Object.assign(tls, { cert, key }));
       readClientCa(t, at, ctx, tls);
       noWeb();
+      noTokens();
       out = tls;
       break;
     }
     case "https": {
-      noClientCerts();
-      const https: HttpsListenerConfig = {
+      noClientCerts(true);
+      // The listener is built on the credentials object: the tokens file fills it in later.
+      const https: HttpsListenerConfig = Object.assign(dohAuth(), {
         ...base,
         protocol,
         ...tlsFiles(t, at, what, ctx),
         ...web(),
-      };
+      });
       readKeyPair(ctx.files, t, at, https, (cert, key) => Object.assign(https, { cert, key }));
       out = https;
       break;
     }
     case "http":
       noTls();
-      noClientCerts();
-      out = { ...base, protocol, ...web() };
+      noClientCerts(true);
+      out = Object.assign(dohAuth(), { ...base, protocol, ...web() });
       break;
   }
   if (t.access !== undefined) {
