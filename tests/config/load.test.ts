@@ -123,6 +123,7 @@ connections_per_upstream = 64
 max_in_flight_per_connection = 65535
 failure_backoff = "250ms"
 max_failure_backoff = "1h"
+failure_threshold = 5
 strategy = "round_robin"
 bootstrap = ["9.9.9.9", "[2620:fe::fe]:5353", "[::ffff:192.0.2.1]"]
 padding = false
@@ -196,6 +197,7 @@ name = "alice"
         connectionsPerUpstream: 64,
         maxInFlightPerConnection: 65535,
         failureBackoffMs: 250,
+        failureThreshold: 5,
         maxFailureBackoffMs: 3_600_000,
         strategy: "round_robin",
         bootstrap: [

@@ -47,6 +47,8 @@ export interface FakeDotOptions {
    * as a name, e.g. "NXDOMAIN"). Return null for the default answer.
    */
   answerFor?: (q: dnsPacket.Packet) => Partial<dnsPacket.Packet> | null;
+  /** Names answered late: their replies are held until `releaseSlow()` (dropped on close). */
+  slow?: (name: string) => boolean;
 }
 
 export interface FakeDot {
@@ -65,6 +67,8 @@ export interface FakeDot {
   /** Resolves when `n` connections in total have been accepted. Rejects if closed first. */
   waitForConnections(n: number): Promise<void>;
   setBehaviour(b: Behaviour): void;
+  /** Sends the replies held for `slow` names, on connections still open. */
+  releaseSlow(): void;
   /** Closes the listener and every connection, and waits until all their work has stopped. */
   close(): Promise<void>;
 }
@@ -190,6 +194,8 @@ export async function startFakeDot(opts: FakeDotOptions = {}): Promise<FakeDot> 
   let connWaiters: Waiter[] = [];
   let accepted = 0;
   let closed = false;
+  /** Replies held for slow names, with their connection. */
+  let slowHeld: { st: ConnState; msg: Uint8Array }[] = [];
   let signalClosed = () => {};
   const closedSignal = new Promise<void>((resolve) => signalClosed = resolve);
 
@@ -258,6 +264,8 @@ export async function startFakeDot(opts: FakeDotOptions = {}): Promise<FakeDot> 
         st.held = [];
         for (const m of out) reply(st, m);
       }
+    } else if (opts.slow?.(q.questions?.[0]?.name ?? "")) {
+      slowHeld.push({ st, msg });
     } else {
       reply(st, msg);
     }
@@ -361,9 +369,15 @@ export async function startFakeDot(opts: FakeDotOptions = {}): Promise<FakeDot> 
     setBehaviour(b: Behaviour) {
       behaviour = b;
     },
+    releaseSlow() {
+      const due = slowHeld;
+      slowHeld = [];
+      for (const { st, msg } of due) reply(st, msg);
+    },
     async close() {
       if (closed) return;
       closed = true;
+      slowHeld = [];
       signalClosed();
       try {
         listener.close();

@@ -40,6 +40,8 @@ export interface FakePlainOptions {
   answerFor?: (q: dnsPacket.Packet, transport: PlainTransport) => Partial<dnsPacket.Packet> | null;
   /** Announce edns-tcp-keepalive with this timeout (in units of 100 ms) in TCP replies with OPT. */
   keepalive?: number;
+  /** Names answered late: their replies are held until `releaseSlow()` (dropped on close). */
+  slow?: (name: string) => boolean;
 }
 
 /** One received query. */
@@ -63,6 +65,8 @@ export interface FakePlain {
   /** Resolves once `n` queries in all have arrived; rejects if closed first. */
   waitForQueries(n: number): Promise<void>;
   setBehaviour(b: PlainBehaviour): void;
+  /** Sends the replies held for `slow` names. */
+  releaseSlow(): void;
   /**
    * Closes both sockets and every connection, and waits for all their work to stop. Throws if
    * building a reply ever failed (a broken `answerFor`), so such a test fails instead of passing.
@@ -101,6 +105,9 @@ export function startFakePlain(opts: FakePlainOptions = {}): FakePlain {
   let waiters: Waiter[] = [];
   let accepted = 0;
   let closed = false;
+  /** Replies held for slow names, as thunks that send them. */
+  let held: (() => void)[] = [];
+  const isSlow = (q: dnsPacket.Packet) => opts.slow?.(q.questions?.[0]?.name ?? "") ?? false;
 
   const track = (p: Promise<void>) => {
     tasks.add(p);
@@ -189,7 +196,8 @@ export function startFakePlain(opts: FakePlainOptions = {}): FakePlain {
           );
           await spoofer.send(encode(forged), to);
         }
-        await udp.send(out, to);
+        if (isSlow(q)) held.push(() => udp.send(out, to).catch(() => {}));
+        else await udp.send(out, to);
       }
     } catch {
       // socket closed
@@ -215,7 +223,13 @@ export function startFakePlain(opts: FakePlainOptions = {}): FakePlain {
           if (buf.length - off < len + 2) break;
           const q = record("tcp", from, buf.slice(off + 2, off + 2 + len));
           const out = q && safely(q, () => respond(q, "tcp"));
-          if (out) writing = writing.then(() => writeAll(conn, frame(out))).catch(() => {});
+          if (q && out) {
+            const send = () => {
+              writing = writing.then(() => writeAll(conn, frame(out))).catch(() => {});
+            };
+            if (isSlow(q)) held.push(send);
+            else send();
+          }
           off += len + 2;
         }
         buf = buf.slice(off);
@@ -266,9 +280,15 @@ export function startFakePlain(opts: FakePlainOptions = {}): FakePlain {
     setBehaviour(b: PlainBehaviour) {
       behaviour = b;
     },
+    releaseSlow() {
+      const due = held;
+      held = [];
+      for (const send of due) send();
+    },
     async close() {
       if (closed) return;
       closed = true;
+      held = [];
       for (const s of [udp, spoofer, tcp]) {
         try {
           s.close();
