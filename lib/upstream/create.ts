@@ -5,6 +5,8 @@
  */
 import { DEFAULT_EDNS_UDP_SIZE } from "../dns/reply.ts";
 import { isIP } from "../config/ip.ts";
+import { pinnedDialer } from "../identity/pinned_dial.ts";
+import { PinSet } from "../identity/spki.ts";
 import type { Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
 import type { AddressResolver } from "./bootstrap.ts";
@@ -36,6 +38,11 @@ export interface UpstreamSpec {
   tlsName?: string;
   /** tls/https: extra PEM trust anchors (ca_file). */
   caCerts?: string[];
+  /**
+   * tls: SPKI pins (lib/identity/spki.ts); a connection is used only if its chain has a pinned
+   * key, checked after every handshake, in addition to the CA and name checks. Empty: none.
+   */
+  spkiPins?: readonly string[];
 }
 
 /**
@@ -120,8 +127,18 @@ export function createUpstream(spec: UpstreamSpec, deps: UpstreamDeps): ManagedU
       resolver: deps.resolver,
     });
   switch (spec.protocol) {
-    case "tls":
-      return stream(spec.url, deps.dial ?? dialTls, true, tlsName);
+    case "tls": {
+      // A pinned upstream dials through node:tls, which reports the chain to check.
+      const pinned = spec.spkiPins?.length
+        ? pinnedDialer({
+          pins: new PinSet(spec.spkiPins),
+          clock,
+          handshakeTimeoutMs: deps.connectTimeoutMs,
+          upstream: spec.url,
+        })
+        : null;
+      return stream(spec.url, deps.dial ?? pinned ?? dialTls, true, tlsName);
+    }
     case "tcp":
       return stream(spec.url, dialTcp, false);
     case "udp":

@@ -286,3 +286,46 @@ Deno.test("DoH tokens: inline and from the file, with the failure limits", async
   assert.equal(l.authMaxFailures, 3);
   assert.equal(l.authBlockMs, 300_000);
 });
+
+// ---- upstream SPKI pins ----
+
+const PIN = "qZo8d6qOu4N0vgWPx9gW+zfCrbZ/QRnNTUw6qT9mgy4=";
+const pinned = (url: string, pins: string) =>
+  LISTENER + `[[upstreams]]\nurl = "${url}"\ntls_name = "dns.example"\nspki_pins = ${pins}\n`;
+
+rejects({
+  name: "a pin that is not base64 SHA-256",
+  toml: pinned("tls://192.0.2.1", `["${PIN}", "sha256/abc"]`),
+  key: "upstreams[0].spki_pins[1]",
+  value: "sha256/abc",
+  message: "is not a SPKI pin: expected the base64 SHA-256 of a public key",
+});
+rejects({
+  name: "a pin of the wrong length",
+  toml: pinned("tls://192.0.2.1", `["${btoa("x".repeat(31))}="]`),
+  key: "upstreams[0].spki_pins[0]",
+  message: "is not a SPKI pin",
+});
+rejects({
+  name: "an empty pin list",
+  toml: pinned("tls://192.0.2.1", `[]`),
+  key: "upstreams[0].spki_pins",
+  message: "expected a non-empty array of pins",
+});
+rejects({
+  name: "pins on an https upstream",
+  toml: pinned("https://192.0.2.1/dns-query", `["${PIN}"]`),
+  key: "upstreams[0].spki_pins",
+  message: "does not expose the certificate chain the server presents",
+});
+rejects({
+  name: "pins on a udp upstream",
+  toml: LISTENER + `[[upstreams]]\nurl = "udp://192.0.2.1"\nspki_pins = ["${PIN}"]\n`,
+  key: "upstreams[0].spki_pins",
+  message: "plain DNS has no certificate to verify",
+});
+
+Deno.test("spki_pins on a tls upstream are read as given", async () => {
+  const c = await accepted(pinned("tls://192.0.2.1", `["${PIN}"]`));
+  assert.deepEqual(c.upstreams[0].spkiPins, [PIN]);
+});

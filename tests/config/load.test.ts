@@ -45,17 +45,19 @@ interface ValidCase {
   check: (c: Config) => void;
 }
 
-const upstream = (fields: Partial<UpstreamConfig>): UpstreamConfig => ({
-  url: "tls://1.1.1.1",
-  protocol: "tls",
-  hostname: "1.1.1.1",
-  hostnameIsIp: true,
-  port: 853,
-  tlsName: "cloudflare-dns.com",
-  caCerts: [],
-  group: "default",
-  ...fields,
-});
+const upstream = (fields: Partial<UpstreamConfig>): UpstreamConfig =>
+  ({
+    url: "tls://1.1.1.1",
+    protocol: "tls",
+    hostname: "1.1.1.1",
+    hostnameIsIp: true,
+    port: 853,
+    tlsName: "cloudflare-dns.com",
+    caCerts: [],
+    group: "default",
+    spkiPins: [],
+    ...fields,
+  }) as UpstreamConfig;
 
 /** A prefix that must parse (test fixtures). */
 const cidr = (text: string) => {
@@ -557,7 +559,8 @@ tls_name = "other.example.net"
 `,
     check: (c) => {
       assert.ok(c.upstreams.every((u) => u.group === "default"));
-      assert.deepEqual(c.upstreams.map(({ group: _, ...u }) => u), [
+      assert.ok(c.upstreams.every((u) => u.spkiPins.length === 0), "not pinned by default");
+      assert.deepEqual(c.upstreams.map(({ group: _, spkiPins: _p, ...u }) => u), [
         {
           url: "https://cloudflare-dns.com/dns-query",
           protocol: "https",
