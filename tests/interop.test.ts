@@ -5,22 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { freeUdpPort, spawnCli } from "./helpers/process.ts";
-import { toolTest } from "./helpers/tools.ts";
+import { runTool as run, toolTest } from "./helpers/tools.ts";
 import { startUnbound, UNBOUND_A } from "./helpers/unbound.ts";
 
 const CA = new URL("./fixtures/ca.pem", import.meta.url).pathname;
-
-async function run(bin: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(bin, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  return text;
-}
 
 await toolTest({
   name: "dig and nslookup get unbound's answers through dotproxy over UDP and TCP",

@@ -22,6 +22,14 @@ export async function findTool(name: string): Promise<string | null> {
   }
 }
 
+/** Runs a tool to completion (no stdin); its stdout then stderr as text, whatever its exit code. */
+export async function runTool(bin: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(bin, { args, stdin: "null", stdout: "piped", stderr: "piped" })
+    .output();
+  const dec = new TextDecoder();
+  return dec.decode(out.stdout) + dec.decode(out.stderr);
+}
+
 /** Whether the tool (e.g. "unbound", "dig", "kdig") is installed. */
 export async function haveTool(name: string): Promise<boolean> {
   return (await findTool(name)) !== null;

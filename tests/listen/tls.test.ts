@@ -17,7 +17,7 @@ import { startServer } from "../../lib/server.ts";
 import { cryptoRandom } from "../../lib/sys/random.ts";
 import { startFakeDot } from "../helpers/fake_dot.ts";
 import { testConfig } from "../helpers/proxy.ts";
-import { findTool, toolTest } from "../helpers/tools.ts";
+import { runTool, toolTest } from "../helpers/tools.ts";
 import { waitFor as until } from "../helpers/wait.ts";
 
 const CA = await readFixture("ca.pem");
@@ -314,21 +314,12 @@ Deno.test("through startServer, tls:// and https:// listeners answer with the up
   }
 });
 
-const KDIG = await findTool("kdig");
-const DIG = await findTool("dig");
-
-async function run(bin: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(bin, { args, stdin: "null", stdout: "piped", stderr: "piped" })
-    .output();
-  return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-}
-
 await toolTest({
   name: "kdig +tls gets answers from the DoT listener, verifying its certificate",
   tools: ["kdig"],
-  async fn() {
+  async fn({ kdig }) {
     await withDot(fakeHandler().handle, async (dot) => {
-      const out = await run(KDIG!, [
+      const out = await runTool(kdig, [
         `@127.0.0.1`,
         "-p",
         String(dot.addr.port),
@@ -348,9 +339,9 @@ await toolTest({
 await toolTest({
   name: "dig +tls gets answers from the DoT listener, verifying its certificate",
   tools: ["dig"],
-  async fn() {
+  async fn({ dig }) {
     await withDot(fakeHandler().handle, async (dot) => {
-      const out = await run(DIG!, [
+      const out = await runTool(dig, [
         `@127.0.0.1`,
         "-p",
         String(dot.addr.port),
