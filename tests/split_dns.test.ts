@@ -15,6 +15,7 @@ import { expectedAddress, type FakeDot, startFakeDot } from "./helpers/fake_dot.
 import { FakeHostsFs } from "./helpers/fake_hosts_fs.ts";
 import { startProxy, type TestProxy } from "./helpers/proxy.ts";
 import { toolTest } from "./helpers/tools.ts";
+import { waitFor } from "./helpers/wait.ts";
 import {
   CORP_ROUTE_TOML,
   CORP_ZONE,
@@ -301,13 +302,13 @@ await toolTest({
         // The watcher: a changed file is picked up at the next poll of the fake clock.
         s.hosts.write("/etc/hosts.lan", "192.168.1.3 printer.lan\n10.8.0.1 vpn.corp.test\n");
         s.proxy.clock.advance(5_000);
-        await settle(() => s.proxy.server.routing.generation === 2);
+        await waitFor(() => s.proxy.server.routing.generation === 2, "the hosts file is reloaded");
         assert.deepEqual(addresses(await ask(s, "printer.lan")), ["192.168.1.3"]);
 
         // A bad line keeps the running data.
         s.hosts.write("/etc/hosts.lan", "192.168.1.300 printer.lan\n");
         s.proxy.clock.advance(5_000);
-        await settle(() => s.hosts.reads >= 3);
+        await waitFor(() => s.hosts.reads >= 3, "the bad hosts file is read");
         assert.equal(s.proxy.server.routing.generation, 2);
         assert.deepEqual(addresses(await ask(s, "printer.lan")), ["192.168.1.3"]);
 
@@ -425,9 +426,3 @@ await toolTest({
     });
   },
 });
-
-/** Polls `cond` across event-loop turns (bounded), for work started by a timer or socket. */
-async function settle(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setTimeout(r, 0));
-  assert.ok(cond(), "condition not reached");
-}
