@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { freeUdpPort, spawnCli } from "./helpers/process.ts";
-import { runTool as run, toolTest } from "./helpers/tools.ts";
+import { digArgs, runTool as run, toolTest } from "./helpers/tools.ts";
 import { startUnbound, UNBOUND_A } from "./helpers/unbound.ts";
 
 const CA = new URL("./fixtures/ca.pem", import.meta.url).pathname;
@@ -25,7 +25,7 @@ await toolTest({
     const proxy = spawnCli(["--config", config], [config, CA]);
     try {
       await proxy.waitFor(/started/);
-      const at = ["@127.0.0.1", "-p", String(port), "+time=5", "+tries=1"];
+      const at = digArgs("dig", port);
 
       assert.equal(
         (await run(dig, [...at, "+short", "www.example.test", "A"])).trim(),

@@ -13,7 +13,7 @@ import { type Addr, parse, TcpDnsClient, udpQuery } from "./helpers/dns_client.t
 import { FakeClock } from "./helpers/fake_clock.ts";
 import { type FakeDot, startFakeDot } from "./helpers/fake_dot.ts";
 import { testConfig } from "./helpers/proxy.ts";
-import { runTool as run, toolTest } from "./helpers/tools.ts";
+import { digArgs, runTool as run, toolTest } from "./helpers/tools.ts";
 import { freePort } from "./helpers/unbound.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
@@ -113,7 +113,7 @@ async function withProxy(extraToml: string, fn: (p: Proxy) => Promise<void>): Pr
   }
 }
 
-const digAt = (a: Addr) => ["@" + a.hostname, "-p", String(a.port), "+time=5", "+tries=1"];
+const digAt = (a: Addr) => digArgs("dig", a.port);
 
 await toolTest({
   name: "dig told TC=1 by the rate limit retries over TCP and gets its answer (item 1)",
@@ -170,16 +170,12 @@ await toolTest({
   tools: ["kdig"],
   async fn({ kdig }) {
     await withProxy("", async (p) => {
-      const tlsArgs = [`+tls-ca=${CA}`, "+tls-hostname=dns.test", "+time=5", "+retry=0"];
       for (
         const [addr, transport] of [[p.tls, "+tls"], [p.https, "+https=/dns-query"]] as const
       ) {
         const out = await run(kdig, [
-          "@127.0.0.1",
-          "-p",
-          String(addr.port),
           transport,
-          ...tlsArgs,
+          ...digArgs("kdig", addr.port, CA),
           "+padding",
           "pad.example.test",
         ]);
@@ -187,13 +183,9 @@ await toolTest({
         assert.match(out, /Received 468 B/, out);
       }
       const tcp = await run(kdig, [
-        "@127.0.0.1",
-        "-p",
-        String(p.tcp.port),
         "+tcp",
+        ...digArgs("kdig", p.tcp.port),
         "+padding",
-        "+time=5",
-        "+retry=0",
         "pad.example.test",
       ]);
       assert.doesNotMatch(tcp, /PADDING: [1-9]/, tcp);

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { freeUdpPort, runCli, spawnCli } from "./helpers/process.ts";
-import { runTool, toolTest } from "./helpers/tools.ts";
+import { digArgs, runTool, toolTest } from "./helpers/tools.ts";
 import {
   CORP_ROUTE_TOML,
   CORP_ZONE,
@@ -21,7 +21,7 @@ const CA = new URL("./fixtures/ca.pem", import.meta.url).pathname;
 
 /** Runs dig (at `bin`) against 127.0.0.1:`port`; its stdout and stderr. */
 function dig(bin: string, port: number, args: string[]): Promise<string> {
-  return runTool(bin, ["@127.0.0.1", "-p", String(port), "+time=5", "+tries=1", ...args]);
+  return runTool(bin, [...digArgs("dig", port), ...args]);
 }
 
 function config(port: number, publicPort: number, internalPort: number, hosts: string): string {

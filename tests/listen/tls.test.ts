@@ -17,7 +17,7 @@ import { startServer } from "../../lib/server.ts";
 import { cryptoRandom } from "../../lib/sys/random.ts";
 import { startFakeDot } from "../helpers/fake_dot.ts";
 import { testConfig } from "../helpers/proxy.ts";
-import { runTool, toolTest } from "../helpers/tools.ts";
+import { digArgs, runTool, toolTest } from "../helpers/tools.ts";
 import { waitFor as until } from "../helpers/wait.ts";
 
 const CA = await readFixture("ca.pem");
@@ -320,13 +320,7 @@ await toolTest({
   async fn({ kdig }) {
     await withDot(fakeHandler().handle, async (dot) => {
       const out = await runTool(kdig, [
-        `@127.0.0.1`,
-        "-p",
-        String(dot.addr.port),
-        "+tls-ca=" + CA_PATH,
-        "+tls-hostname=dns.test",
-        "+time=5",
-        "+retry=0",
+        ...digArgs("kdig", dot.addr.port, CA_PATH),
         "+short",
         "kdig.example.test",
         "A",
@@ -342,13 +336,7 @@ await toolTest({
   async fn({ dig }) {
     await withDot(fakeHandler().handle, async (dot) => {
       const out = await runTool(dig, [
-        `@127.0.0.1`,
-        "-p",
-        String(dot.addr.port),
-        "+tls-ca=" + CA_PATH,
-        "+tls-hostname=dns.test",
-        "+time=5",
-        "+tries=1",
+        ...digArgs("dig", dot.addr.port, CA_PATH),
         "+short",
         "dig.example.test",
         "AAAA",
