@@ -3,3 +3,5 @@
 export * from "./wire.ts";
 export * from "./message.ts";
 export * from "./reply.ts";
+export * from "./local_reply.ts";
+export * from "./rdata_names.ts";
