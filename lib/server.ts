@@ -19,13 +19,14 @@ import { QueryGuard } from "./listen/guard.ts";
 import type { Listener } from "./listen/listener.ts";
 import type { StreamLimits } from "./listen/stream.ts";
 import { listenTcp } from "./listen/tcp.ts";
-import { listenTls } from "./listen/tls.ts";
+import { type ClientAuthSettings, listenTls } from "./listen/tls.ts";
 import { listenUdp, type WildcardOptions } from "./listen/udp.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import type { QueryLog } from "./metrics/query_log.ts";
 import {
   type ListenerPolicy,
   Pipeline,
+  type PipelineClients,
   type PipelineOptions,
   type PipelineRouting,
   type Query,
@@ -33,6 +34,12 @@ import {
 import type { HostsFs } from "./route/hosts_watch.ts";
 import { LiveRouting } from "./route/live.ts";
 import type { Routing } from "./route/routing.ts";
+import { ClientDirectory, ClientLabels } from "./identity/clients.ts";
+import { DohAuthenticator } from "./identity/doh_auth.ts";
+import { FailureLimiter } from "./identity/failure_limiter.ts";
+import { TokenStore } from "./identity/tokens.ts";
+import { ANONYMOUS_LABEL } from "./identity/names.ts";
+import { ProxyGate } from "./identity/proxy_gate.ts";
 import { Acl } from "./policy/acl.ts";
 import { RateLimiter } from "./policy/rate_limit.ts";
 import type { Clock } from "./sys/clock.ts";
@@ -109,6 +116,13 @@ function pipelineOptions(
       maxBuckets: rl.maxBuckets,
     });
   const pipelineRouting: PipelineRouting = { ...routing, groups: upstreams.groups };
+  // A client with its own qps has one bucket for all its addresses (prefix lengths 0).
+  const perClient = new Map(
+    config.clients.filter((c) => c.qps > 0).map((c) => [
+      c.name,
+      new RateLimiter({ clock, qps: c.qps, burst: c.burst, ipv4Prefix: 0, ipv6Prefix: 0 }),
+    ]),
+  );
   return {
     upstream: upstreams.group,
     routing: pipelineRouting,
@@ -120,9 +134,15 @@ function pipelineOptions(
     cache,
     serveStale: config.cache.serveStale ? { answerAfterMs: config.cache.staleAnswerAfterMs } : null,
     prefetch: config.cache.prefetch,
-    rateLimit: rl.qps > 0
-      ? { limiter: perPrefix(rl.qps, rl.burst), action: rl.action, slip: rl.slip }
+    rateLimit: rl.qps > 0 || perClient.size > 0
+      ? {
+        limiter: rl.qps > 0 ? perPrefix(rl.qps, rl.burst) : null,
+        perClient,
+        action: rl.action,
+        slip: rl.slip,
+      }
       : null,
+    clients: clientsOf(config),
     errorLimit: rl.errorsQps > 0
       ? perPrefix(rl.errorsQps, Math.max(1, Math.ceil(2 * rl.errorsQps)))
       : null,
@@ -133,6 +153,40 @@ function pipelineOptions(
     metrics,
     queryLog,
   };
+}
+
+/** The names of one config: `[[clients]]` networks and the metric labels of declared names. */
+function clientsOf(config: Config): PipelineClients {
+  return {
+    directory: new ClientDirectory(config.clients),
+    labels: new ClientLabels(declaredNames(config)),
+  };
+}
+
+/**
+ * The names a metric label may carry: `[[clients]]` entries and DoH token names (declared in the
+ * configuration, so bounded); names from certificates count as anonymous unless declared.
+ */
+function declaredNames(config: Config): string[] {
+  const names = new Set(config.clients.map((c) => c.name));
+  for (const l of config.listeners) for (const t of l.tokens ?? []) names.add(t.name);
+  return [...names];
+}
+
+/** The token check of an https/http listener, or null when it asks for no credentials. */
+function dohAuth(l: ListenerConfig, clock: Clock): DohAuthenticator | null {
+  if ((l.protocol !== "https" && l.protocol !== "http") || l.clientAuth === "none") return null;
+  return new DohAuthenticator({
+    mode: l.clientAuth,
+    store: new TokenStore(l.tokens),
+    limiter: new FailureLimiter({
+      clock,
+      maxFailures: l.authMaxFailures,
+      failuresPerMinute: l.authFailuresPerMinute,
+      blockMs: l.authBlockMs,
+    }),
+    basePath: l.path,
+  });
 }
 
 /** The upstream side built from one config: what a reload replaces as a whole. */
@@ -188,7 +242,8 @@ function buildUpstreams(config: Config, deps: ServerDeps, metrics: Metrics): Ups
 
 function listenerPolicy(config: Config, l: ListenerConfig): ListenerPolicy {
   const access = l.access ?? config.access;
-  return { acl: new Acl(access.allow, access.deny), aclAction: access.action };
+  const names = { allowClients: access.allowClients, denyClients: access.denyClients };
+  return { acl: new Acl(access.allow, access.deny, names), aclAction: access.action };
 }
 
 function streamLimits(config: Config): StreamLimits {
@@ -203,7 +258,21 @@ function streamLimits(config: Config): StreamLimits {
   };
 }
 
-type Bound = Listener & { reloadCertificate?: (cert: string, key: string) => void };
+type Bound = Listener & {
+  reloadCertificate?: (cert: string, key: string) => void;
+  reloadClientAuth?: (clientAuth: ClientAuthSettings | null) => void;
+  reloadAuth?: (auth: DohAuthenticator | null) => void;
+};
+
+/** The PROXY protocol gate of a udp/tcp/tls listener, or null when it takes no headers. */
+function proxyGate(l: ListenerConfig): ProxyGate | null {
+  return l.proxyProtocol ? new ProxyGate({ trustedProxies: l.trustedProxies }) : null;
+}
+
+/** The mutual-TLS settings of a tls listener. */
+function clientAuthOf(l: ListenerConfig): ClientAuthSettings | null {
+  return l.protocol === "tls" ? { mode: l.clientAuth, ca: l.clientCa } : null;
+}
 
 /** Binds one listener; may be asynchronous (servers whose bind reports errors by event). */
 function bind(
@@ -220,9 +289,10 @@ function bind(
         clock,
         receiveConcurrency: config.limits.udpReceiveConcurrency,
         wildcard: wildcardOptions(l, config),
+        proxy: proxyGate(l),
       });
     case "tcp":
-      return listenTcp({ ...common, clock, limits: streamLimits(config) });
+      return listenTcp({ ...common, clock, limits: streamLimits(config), proxy: proxyGate(l) });
     case "tls":
       return listenTls({
         ...common,
@@ -230,6 +300,8 @@ function bind(
         limits: streamLimits(config),
         cert: l.cert,
         key: l.key,
+        proxy: proxyGate(l),
+        clientAuth: clientAuthOf(l),
       });
     case "https":
     case "http":
@@ -242,6 +314,7 @@ function bind(
         trustedProxies: l.trustedProxies,
         clientHeader: l.clientHeader,
         limits: streamLimits(config),
+        auth: dohAuth(l, clock),
       });
   }
 }
@@ -290,8 +363,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const hostsOf = (c: Config) => ({ paths: c.routing.hostsFiles, pollMs: c.routing.hostsPollMs });
   const settingsOf = (c: Config) =>
     routingSettings({ ...c, groups: new Set(c.upstreams.map((u) => u.group)) });
-  const showRoutes = (c: Config) =>
+  const showRoutes = (c: Config) => {
     metrics.showRoutes([...new Set(c.upstreams.map((u) => u.group)), "local"]);
+    metrics.showClients([...declaredNames(c), ANONYMOUS_LABEL]);
+  };
   let routing: LiveRouting;
   try {
     routing = await LiveRouting.start(settingsOf(config), hostsOf(config), {
@@ -321,6 +396,11 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     queryLogDropped: queryLog ? () => queryLog.dropped : undefined,
     connections: () =>
       listeners.flatMap((l) => l.connections ? [{ listener: l.url, state: l.connections() }] : []),
+    identity: () =>
+      listeners.flatMap((l) => {
+        const state = l.identity?.();
+        return state ? [{ listener: l.url, state }] : [];
+      }),
   });
 
   // An unexpected throw in the query path costs that query (SERVFAIL), never a listener.
@@ -391,6 +471,16 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
           listeners[i].reloadCertificate!(l.cert, l.key);
         } catch (err) {
           skipped.push(`${l.url} certificate (${errText(err)})`);
+        }
+      }
+      if (listeners[i].reloadAuth && (l.protocol === "https" || l.protocol === "http")) {
+        listeners[i].reloadAuth!(dohAuth(l, clock));
+      }
+      if (listeners[i].reloadClientAuth && l.protocol === "tls") {
+        try {
+          listeners[i].reloadClientAuth!(clientAuthOf(l));
+        } catch (err) {
+          skipped.push(`${l.url} client_auth (${errText(err)})`);
         }
       }
     });

@@ -9,6 +9,7 @@ import { buildQuery, frame, parse, TcpDnsClient, udpQuery } from "./helpers/dns_
 import { expectedAddress, type FakeDot, startFakeDot } from "./helpers/fake_dot.ts";
 import { startProxy, type TestProxy } from "./helpers/proxy.ts";
 import { waitFor } from "./helpers/wait.ts";
+import { DEFAULT_FAILURE_THRESHOLD } from "../lib/upstream/health.ts";
 
 /** Runs `fn` with a proxy in front of the given fake upstreams, closing everything after. */
 async function withProxy(
@@ -129,28 +130,32 @@ Deno.test("an upstream that closes each connection after 3 answers loses no quer
   });
 });
 
-Deno.test("a silent upstream gives SERVFAIL at the deadline, then service recovers", async () => {
+Deno.test("a silent upstream gives SERVFAIL at the deadline; once down, quick SERVFAIL until a probe finds it back", async () => {
   const upstream = await startFakeDot({ behaviour: "silent" });
   await withProxy([upstream], async (p) => {
-    const pending = udpQuery(p.udp, buildQuery("silent.test", "A", 99), 5000);
-    await upstream.waitForQueries(1);
-    p.clock.advance(p.config.forwarding.attemptTimeoutMs);
-    const reply = await pending;
-    assert.equal(parse(reply).id, 99);
-    assert.equal(rcodeOf(reply), "SERVFAIL");
+    // Each query waits its attempt timeout until the failures are sustained (health.ts).
+    for (let i = 1; i <= DEFAULT_FAILURE_THRESHOLD; i++) {
+      const pending = udpQuery(p.udp, buildQuery(`silent${i}.test`, "A", 99), 5000);
+      await upstream.waitForQueries(i);
+      p.clock.advance(p.config.forwarding.attemptTimeoutMs);
+      const reply = await pending;
+      assert.equal(parse(reply).id, 99);
+      assert.equal(rcodeOf(reply), "SERVFAIL");
+    }
+    assert.equal(p.server.upstreams[0].health.available(), false);
 
-    // While it is failing, clients get a quick SERVFAIL instead of waiting on it again.
+    // While it is down, clients get a quick SERVFAIL instead of waiting on it again.
     const quick = await udpQuery(p.udp, buildQuery("quick.test", "A", 100), 5000);
     assert.equal(rcodeOf(quick), "SERVFAIL");
-    assert.equal(upstream.queries.length, 1);
+    assert.equal(upstream.queries.length, DEFAULT_FAILURE_THRESHOLD);
 
     // A background probe finds it answering again; no client query had to pay for that.
     upstream.setBehaviour("answer");
     p.clock.advance(p.config.forwarding.failureBackoffMs * 1.2);
     await waitFor(() => p.server.upstreams[0].health.available());
-    assert.equal(upstream.queries[1].questions?.[0].name, ".");
-    const again = await udpQuery(p.udp, buildQuery("silent.test"));
-    assert.equal(firstAddress(again), expectedAddress("silent.test"));
+    assert.equal(upstream.queries[DEFAULT_FAILURE_THRESHOLD].questions?.[0].name, ".");
+    const again = await udpQuery(p.udp, buildQuery("silent1.test"));
+    assert.equal(firstAddress(again), expectedAddress("silent1.test"));
   });
 });
 
@@ -170,18 +175,21 @@ Deno.test("when the first upstream refuses connections the second one answers", 
   });
 });
 
-Deno.test("a silent first upstream costs one attempt timeout, then the second answers", async () => {
+Deno.test("a silent first upstream costs an attempt timeout per query until it is down, then the second answers at once", async () => {
   const silent = await startFakeDot({ behaviour: "silent" });
   const second = await startFakeDot();
   await withProxy([silent, second], async (p) => {
-    const pending = udpQuery(p.udp, buildQuery("slow.failover.test"), 5000);
-    await silent.waitForQueries(1);
-    p.clock.advance(p.config.forwarding.attemptTimeoutMs);
-    assert.equal(firstAddress(await pending), expectedAddress("slow.failover.test"));
-    // Avoided while backing off: the next query does not wait on the silent one.
+    for (let i = 1; i <= DEFAULT_FAILURE_THRESHOLD; i++) {
+      const name = `slow${i}.failover.test`;
+      const pending = udpQuery(p.udp, buildQuery(name), 5000);
+      await silent.waitForQueries(i);
+      p.clock.advance(p.config.forwarding.attemptTimeoutMs);
+      assert.equal(firstAddress(await pending), expectedAddress(name));
+    }
+    // Down now: the next query does not wait on the silent one.
     const next = await udpQuery(p.udp, buildQuery("next.failover.test"));
     assert.equal(firstAddress(next), expectedAddress("next.failover.test"));
-    assert.equal(silent.queries.length, 1);
+    assert.equal(silent.queries.length, DEFAULT_FAILURE_THRESHOLD);
   });
 });
 

@@ -18,7 +18,9 @@
 import { Counter, Gauge, Registry } from "prom-client";
 import { EDE_LABELS, type EdeCode } from "../dns/ede.ts";
 import { type Transport, TRANSPORTS } from "../dns/transport.ts";
+import { PROXY_REJECT_REASONS } from "../identity/proxy_gate.ts";
 import { CONNECTION_DROP_REASONS, type ConnectionState } from "../listen/listener.ts";
+import { CLIENT_AUTH_REFUSALS, type IdentityState } from "../listen/refusals.ts";
 import { REBINDING_ACTIONS, type RebindingAction } from "../route/rebinding.ts";
 import type { UpstreamErrorKind } from "../upstream/upstream.ts";
 import { QTYPE_LABELS, qtypeIndex, RCODE_LABELS, rcodeIndex } from "./dns_labels.ts";
@@ -122,6 +124,8 @@ export interface MetricSources {
   queryLogDropped?: () => number;
   /** Client connections of each connection listener (TCP, DoT, DoH), by listener URL. */
   connections?: () => Iterable<{ listener: string; state: ConnectionState }>;
+  /** Identity refusals (PROXY gate, client credentials) of each listener that checks them. */
+  identity?: () => Iterable<{ listener: string; state: IdentityState }>;
 }
 
 /** Construction options. */
@@ -211,6 +215,8 @@ export class Metrics {
   readonly #routes = new Map<string, number>();
   /** Rebinding protection: answers filtered, by REBINDING_ACTIONS index. */
   readonly #rebinding = REBINDING_ACTIONS.map(() => 0);
+  /** Queries received by client label (declared names and "anonymous": lib/identity/clients.ts). */
+  readonly #clients = new Map<string, number>();
   /** Queries lost to an unexpected error in the query path, by protocol. */
   readonly #internalErrors = new Float64Array(NP);
   readonly #upstreams = new Map<string, Recorder>();
@@ -278,6 +284,19 @@ export class Metrics {
   /** Route labels whose series should exist (at zero) before their first query. */
   showRoutes(routes: Iterable<string>): void {
     for (const r of routes) if (!this.#routes.has(r)) this.#routes.set(r, 0);
+  }
+
+  /**
+   * A query was received from the client with this label. The caller bounds the labels
+   * (ClientLabels: the declared names plus "anonymous"), so the series stay bounded.
+   */
+  clientQuery(label: string): void {
+    this.#clients.set(label, (this.#clients.get(label) ?? 0) + 1);
+  }
+
+  /** Client labels whose series should exist (at zero) before their first query. */
+  showClients(labels: Iterable<string>): void {
+    for (const l of labels) if (!this.#clients.has(l)) this.#clients.set(l, 0);
   }
 
   /** An upstream answer had private addresses removed, or was refused (rebinding protection). */
@@ -442,6 +461,16 @@ export class Metrics {
       ["route"],
       (emit) => {
         for (const [route, n] of this.#routes) emit({ route }, n);
+      },
+    );
+    counter(
+      "dotproxy_client_queries_total",
+      "Queries received, by client: the name of a declared client ([[clients]] entry or DoH " +
+        "token), or anonymous for every other client (names from certificates not declared " +
+        "in [[clients]] included), so the series stay bounded.",
+      ["client"],
+      (emit) => {
+        for (const [client, n] of this.#clients) emit({ client }, n);
       },
     );
     counter(
@@ -622,6 +651,35 @@ export class Metrics {
         for (const c of src().connections?.() ?? []) {
           for (const reason of CONNECTION_DROP_REASONS) {
             emit({ listener: c.listener, reason }, c.state.drops[reason]);
+          }
+        }
+      },
+    );
+    counter(
+      "dotproxy_proxy_rejected_total",
+      "Connections closed and datagrams dropped by the PROXY protocol gate, never read as DNS: " +
+        "untrusted_header (a header from a peer outside trusted_proxies), missing_header (a " +
+        "trusted proxy sent none), malformed_header, header_timeout, closed (before the header " +
+        "was complete), direct_refused.",
+      ["listener", "reason"],
+      (emit) => {
+        for (const c of src().identity?.() ?? []) {
+          for (const reason of PROXY_REJECT_REASONS) {
+            emit({ listener: c.listener, reason }, c.state.proxyRejected[reason]);
+          }
+        }
+      },
+    );
+    counter(
+      "dotproxy_client_auth_refused_total",
+      "Clients refused for their credentials before any DNS work: DoT no_certificate / " +
+        "invalid_certificate (client_auth), DoH missing / wrong / malformed token or throttled " +
+        "after repeated failures.",
+      ["listener", "reason"],
+      (emit) => {
+        for (const c of src().identity?.() ?? []) {
+          for (const reason of CLIENT_AUTH_REFUSALS) {
+            emit({ listener: c.listener, reason }, c.state.authRefused[reason]);
           }
         }
       },

@@ -57,6 +57,7 @@ import {
   routeLabel,
   type Router,
 } from "../route/router.ts";
+import type { ClientDirectory, ClientLabels } from "../identity/clients.ts";
 import type { Acl } from "../policy/acl.ts";
 import { Admission, type RateLimiter } from "../policy/rate_limit.ts";
 import type { Clock } from "../sys/clock.ts";
@@ -67,9 +68,19 @@ import type { Transport } from "../dns/transport.ts";
 /** One query as a listener received it. */
 export interface Query {
   bytes: Uint8Array;
+  /**
+   * Who sent it: the socket's peer, or the client a trusted proxy's PROXY header names (the
+   * listener decides); the ACL, rate limiting, the query log and metrics all use this.
+   */
   client: { hostname: string; port: number };
   /** How it arrived; UDP alone imposes a size limit on the answer. */
   transport: Transport;
+  /**
+   * The client's name, when the listener proved one (a client certificate, a DoH token). When
+   * absent the pipeline fills it in from the `[[clients]]` networks (null: unnamed), so it is
+   * set once the query has been handled.
+   */
+  clientName?: string | null;
 }
 
 /** What to send back; over UDP the listener truncates anything longer than `maxUdpSize`. */
@@ -106,12 +117,17 @@ export interface PipelineOptions {
    * Per-client rate limit; UDP and stream queries have separate allowances (see RateLimiter).
    * Over UDP only every `slip`-th query over the limit (counted per prefix) gets the action's
    * answer (TC=1 or REFUSED), the rest are dropped; `slip` 1 (the default) answers all, 0 none.
+   * `limiter` buckets clients by prefix (null: no prefix limit); a named client with its own
+   * limiter in `perClient` (a `[[clients]]` qps) draws from that one instead.
    */
   rateLimit?: {
-    limiter: RateLimiter;
+    limiter: RateLimiter | null;
+    perClient?: ReadonlyMap<string, RateLimiter>;
     action: "drop" | "truncate" | "refuse";
     slip?: number;
   } | null;
+  /** Named clients: `[[clients]]` networks, and the bounded metric labels of names. */
+  clients?: PipelineClients | null;
   /**
    * Budget per client prefix for error answers made here (FORMERR, NOTIMP, BADVERS, REFUSED) over
    * UDP; beyond it they are dropped. Null: unlimited.
@@ -143,6 +159,14 @@ export interface PipelineOptions {
   routing?: PipelineRouting | null;
   metrics?: Metrics | null;
   queryLog?: QueryLog | null;
+}
+
+/** Who the clients are, as the pipeline uses it (rebuilt on reload). */
+export interface PipelineClients {
+  /** Names by network (`[[clients]]`), for queries whose listener proved no name. */
+  directory: ClientDirectory;
+  /** Metric label of a name: declared names are their own label, the rest "anonymous". */
+  labels: ClientLabels;
 }
 
 /** Split DNS as the pipeline uses it: one generation, swapped whole on reload. */
@@ -318,17 +342,24 @@ export class Pipeline {
     // Who is asking comes first: a client outside the ACL or over its rate gets nothing that
     // costs us work (or a FORMERR reflected at a spoofed source).
     const client = query.client.hostname;
+    // A name the listener proved (certificate, token) wins over one from the address.
+    const clients = this.opts.clients;
+    let name = query.clientName ?? null;
+    if (name === null && clients) name = query.clientName = clients.directory.lookup(client);
+    if (clients) metrics?.clientQuery(clients.labels.label(name));
     let turnedAway: "refuse" | "drop" | "truncate" | null = null;
     // Over the rate limit (its answers are thinned by slip), as opposed to outside the ACL.
     let limited = false;
     const rateLimit = this.opts.rateLimit;
-    if (policy && !policy.acl.allows(client)) {
+    const limiter = rateLimit &&
+      ((name !== null ? rateLimit.perClient?.get(name) : undefined) ?? rateLimit.limiter);
+    if (policy && !policy.acl.admits(client, name)) {
       metrics?.aclRefused(transport);
       turnedAway = policy.aclAction;
-    } else if (rateLimit) {
+    } else if (limiter) {
       // Streams draw from their own allowance: a client sent TC=1 over UDP gets its TCP retry.
       const stream = transport !== "udp";
-      const admitted = rateLimit.limiter.admit(client, stream, rateLimit.slip ?? 1);
+      const admitted = limiter.admit(client, stream, rateLimit.slip ?? 1);
       if (admitted !== Admission.ALLOWED) {
         metrics?.rateLimited(transport);
         turnedAway = rateLimit.action;
@@ -723,6 +754,7 @@ export class Pipeline {
       metrics?.recordQuery(query.transport, qtype, rcode, seconds, outcome.cacheHit);
       queryLog?.log({
         client: query.client.hostname,
+        clientName: query.clientName ?? null,
         protocol: query.transport,
         name: msg?.question?.name ?? "",
         qtype,

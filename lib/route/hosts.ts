@@ -11,7 +11,7 @@
  */
 import { RRType } from "../dns/message.ts";
 import { parseIPv4, parseIPv6 } from "../net/ip.ts";
-import { aaaaRdata, aRdata } from "./answer.ts";
+import { aaaaRdata, aRdata } from "../dns/local_reply.ts";
 import { DEFAULT_RECORD_TTL, type LocalRecord, parseDomainName } from "./records.ts";
 
 /** A problem on one line (1-based), for `file:line: message`. */

@@ -20,7 +20,7 @@ import {
   MAX_TTL,
   srvRdata,
   u16NameRdata,
-} from "./answer.ts";
+} from "../dns/local_reply.ts";
 import { SuffixTable } from "./suffix_table.ts";
 
 /** The record types local data supports, declared once: config validation and docs derive. */

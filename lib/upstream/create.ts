@@ -5,12 +5,15 @@
  */
 import { DEFAULT_EDNS_UDP_SIZE } from "../dns/reply.ts";
 import { isIP } from "../config/ip.ts";
+import { pinnedDialer } from "../identity/pinned_dial.ts";
+import { PinSet } from "../identity/spki.ts";
 import type { Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
 import type { AddressResolver } from "./bootstrap.ts";
 import { type Dialer, dialTcp, dialTls } from "./dial.ts";
 import { DohUpstream } from "./doh_upstream.ts";
 import type { GroupMember } from "./group.ts";
+import { DEFAULT_FAILURE_THRESHOLD } from "./health.ts";
 import { StreamUpstream } from "./stream_upstream.ts";
 import { UdpUpstream } from "./udp_upstream.ts";
 import type { UpstreamStats } from "./upstream.ts";
@@ -35,6 +38,11 @@ export interface UpstreamSpec {
   tlsName?: string;
   /** tls/https: extra PEM trust anchors (ca_file). */
   caCerts?: string[];
+  /**
+   * tls: SPKI pins (lib/identity/spki.ts); a connection is used only if its chain has a pinned
+   * key, checked after every handshake, in addition to the CA and name checks. Empty: none.
+   */
+  spkiPins?: readonly string[];
 }
 
 /**
@@ -52,6 +60,12 @@ export interface UpstreamDeps {
   maxInFlightPerConnection: number;
   failureBackoffMs: number;
   maxFailureBackoffMs: number;
+  /**
+   * Answer failures in a row (timeouts, unusable answers), each with nothing answered since its
+   * query was sent, before an upstream is marked down; default {@link DEFAULT_FAILURE_THRESHOLD}.
+   * Connection failures mark it down at once. The same for every kind (see health.ts).
+   */
+  failureThreshold?: number;
   /** EDNS(0) padding on the encrypted upstreams (tls, https). Default true. */
   padding?: boolean;
   /** The client's EDNS Client Subnet option: "strip" (default, RFC 7871 privacy) or "keep". */
@@ -83,9 +97,11 @@ export function createUpstream(spec: UpstreamSpec, deps: UpstreamDeps): ManagedU
     throw new RangeError(`${spec.url}: a hostname upstream needs bootstrap servers`);
   }
   const { clock, random } = deps;
-  const backoff = {
+  // Backoff and health policy: the same for every kind, including UDP's TCP fallback.
+  const failurePolicy = {
     failureBackoffMs: deps.failureBackoffMs,
     maxFailureBackoffMs: deps.maxFailureBackoffMs,
+    health: { failureThreshold: deps.failureThreshold ?? DEFAULT_FAILURE_THRESHOLD },
   };
   const edns = (pad: boolean) =>
     deps.edns === false ? undefined : {
@@ -105,14 +121,24 @@ export function createUpstream(spec: UpstreamSpec, deps: UpstreamDeps): ManagedU
       maxConnections: deps.connectionsPerUpstream,
       maxInFlightPerConnection: deps.maxInFlightPerConnection,
       probeTimeoutMs: deps.attemptTimeoutMs,
-      ...backoff,
+      ...failurePolicy,
       dial,
       edns: edns(pad),
       resolver: deps.resolver,
     });
   switch (spec.protocol) {
-    case "tls":
-      return stream(spec.url, deps.dial ?? dialTls, true, tlsName);
+    case "tls": {
+      // A pinned upstream dials through node:tls, which reports the chain to check.
+      const pinned = spec.spkiPins?.length
+        ? pinnedDialer({
+          pins: new PinSet(spec.spkiPins),
+          clock,
+          handshakeTimeoutMs: deps.connectTimeoutMs,
+          upstream: spec.url,
+        })
+        : null;
+      return stream(spec.url, deps.dial ?? pinned ?? dialTls, true, tlsName);
+    }
     case "tcp":
       return stream(spec.url, dialTcp, false);
     case "udp":
@@ -123,7 +149,7 @@ export function createUpstream(spec: UpstreamSpec, deps: UpstreamDeps): ManagedU
         clock,
         random,
         probeTimeoutMs: deps.attemptTimeoutMs,
-        ...backoff,
+        ...failurePolicy,
         edns: edns(false),
         tcp: stream(`${spec.url} (tcp)`, dialTcp, false),
       });
@@ -137,7 +163,7 @@ export function createUpstream(spec: UpstreamSpec, deps: UpstreamDeps): ManagedU
         connectTimeoutMs: deps.connectTimeoutMs,
         idleTimeoutMs: deps.idleTimeoutMs,
         probeTimeoutMs: deps.attemptTimeoutMs,
-        ...backoff,
+        ...failurePolicy,
         edns: edns(true),
         resolver: byName ? deps.resolver : fixedAddress(spec.hostname),
       });

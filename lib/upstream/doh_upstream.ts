@@ -14,7 +14,7 @@ import type { Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import type { Random } from "../sys/random.ts";
 import type { AddressResolver } from "./bootstrap.ts";
-import type { Health } from "./health.ts";
+import type { Health, HealthPolicy } from "./health.ts";
 import { HealthMonitor, PROBE, PROBE_QUESTION } from "./monitor.ts";
 import { ConnectTunnel } from "./tunnel.ts";
 import { type Exchange, failure, forHop, type Upstream, type UpstreamStats } from "./upstream.ts";
@@ -50,6 +50,8 @@ export interface DohUpstreamOptions {
    * resolver, which must then not be dotproxy itself.
    */
   resolver?: AddressResolver;
+  /** The health policy's tuning (see health.ts); its defaults without. */
+  health?: Partial<HealthPolicy>;
 }
 
 /** A DoH client for one server, with failure backoff. */
@@ -90,7 +92,7 @@ export class DohUpstream implements Upstream {
       backoff: { baseMs: opts.failureBackoffMs, maxMs: opts.maxFailureBackoffMs },
       probe: (deadline) => this.#post(forHop(PROBE, opts.edns), PROBE_QUESTION, deadline),
       probeBudgetMs: opts.probeTimeoutMs,
-      counts: ["timeout", "connect", "tls", "closed", "protocol"],
+      policy: opts.health,
     });
   }
 
@@ -117,13 +119,21 @@ export class DohUpstream implements Upstream {
   async exchange(query: Uint8Array, question: Question, deadline: number): Promise<Exchange> {
     if (this.#closing) return failure("closed", this.name, "upstream is shutting down");
     // Like a stream upstream with no open connection: while failing, only the probe asks.
+    const answeredAtSend = this.health.answered;
     if (!this.health.available()) {
       const down = failure("down", this.name, "backing off after failures");
-      this.#monitor.record(down); // may bring the probe forward
+      this.#monitor.record(down, answeredAtSend); // may bring the probe forward
       return down;
     }
-    const result = await this.#post(forHop(query, this.opts.edns), question, deadline);
-    this.#monitor.record(result);
+    const wire = forHop(query, this.opts.edns);
+    let result = await this.#post(wire, question, deadline);
+    // As on a stream upstream, a connection that failed under the query (a pooled connection
+    // the server had just closed, a reset) gets one retry on a fresh one, if time allows. A TLS
+    // failure would only fail again.
+    if (!result.ok && result.error.kind === "connect" && this.opts.clock.now() < deadline) {
+      result = await this.#post(wire, question, deadline);
+    }
+    this.#monitor.record(result, answeredAtSend);
     return result;
   }
 

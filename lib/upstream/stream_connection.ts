@@ -13,6 +13,7 @@ import type { Cancel, Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
 import { errText } from "../sys/errors.ts";
 import { type ConnectionResult, type DiscardCounts, PendingQueries } from "./pending.ts";
+import type { UpstreamStream } from "./dial.ts";
 
 export type { ConnectionResult, DiscardCounts } from "./pending.ts";
 
@@ -42,12 +43,13 @@ export class StreamConnection {
   #writer: FramedWriter;
   #reader = new FrameReader();
   #closed = false;
-  #lastReadAt: number;
+  #silent = false;
+  /** When the peer last sent anything; -Infinity before it ever has. */
+  #lastReadAt = -Infinity;
   #cancelIdle: Cancel | null = null;
   #idleTimeoutMs: number;
 
-  constructor(private readonly stream: Deno.Conn, private readonly opts: ConnectionOptions) {
-    this.#lastReadAt = opts.clock.now();
+  constructor(private readonly stream: UpstreamStream, private readonly opts: ConnectionOptions) {
     this.#idleTimeoutMs = opts.idleTimeoutMs;
     this.#pending = new PendingQueries({
       clock: opts.clock,
@@ -72,6 +74,15 @@ export class StreamConnection {
   /** True once closed; a closed connection accepts nothing. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * True once closed by us because the peer said nothing while a query timed out: the queries
+   * it still carried got no reply, which is all that is known about them (not a broken
+   * connection: the server may just be slow on those names).
+   */
+  get abandonedAsSilent(): boolean {
+    return this.#silent;
   }
 
   /** True while another query can be sent without exceeding the in-flight cap. */
@@ -108,9 +119,13 @@ export class StreamConnection {
 
   #timedOut(sentAt: number): void {
     // A peer that has said nothing since this query went out is presumed dead: close it so the
-    // next queries get a fresh connection instead of waiting on a silent one.
-    if (this.#lastReadAt <= sentAt) this.close("peer silent");
-    else this.#armIdle();
+    // next queries get a fresh connection instead of waiting on a silent one. (A read at the
+    // same instant as the send counts as heard from: on a coarse or fake clock, a peer that is
+    // answering other names must not be taken for a dead one.)
+    if (this.#lastReadAt < sentAt) {
+      this.#silent = true;
+      this.close("peer silent");
+    } else this.#armIdle();
   }
 
   #deliver(message: Uint8Array): void {

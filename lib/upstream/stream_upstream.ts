@@ -15,7 +15,7 @@ import type { Random } from "../sys/random.ts";
 import { errText } from "../sys/errors.ts";
 import type { AddressResolver } from "./bootstrap.ts";
 import { type Dial, type Dialer, type DialTarget, dialTls } from "./dial.ts";
-import type { Health } from "./health.ts";
+import type { Health, HealthPolicy } from "./health.ts";
 import { HealthMonitor, PROBE, PROBE_QUESTION } from "./monitor.ts";
 import { totalDiscards } from "./pending.ts";
 import { StreamConnection } from "./stream_connection.ts";
@@ -56,6 +56,8 @@ export interface StreamUpstreamOptions {
   edns?: Omit<HopEdns, "keepalive">;
   /** Resolves a hostname target to addresses (never through dotproxy itself). */
   resolver?: AddressResolver;
+  /** The health policy's tuning (see health.ts); its defaults without. */
+  health?: Partial<HealthPolicy>;
 }
 
 type Acquired = { ok: true; conn: StreamConnection } | {
@@ -92,10 +94,12 @@ export class StreamUpstream implements Upstream {
       clock: opts.clock,
       random: opts.random,
       backoff: { baseMs: opts.failureBackoffMs, maxMs: opts.maxFailureBackoffMs },
-      probe: (deadline) => this.#attempt(forHop(PROBE, this.#edns), PROBE_QUESTION, deadline, true),
+      probe: async (deadline) =>
+        (await this.#attempt(forHop(PROBE, this.#edns), PROBE_QUESTION, deadline, true)).result,
       probeBudgetMs: opts.connectTimeoutMs + opts.probeTimeoutMs,
-      // Dial failures are recorded at the dial, which a query may not have waited for.
-      counts: ["timeout", "closed", "protocol"],
+      policy: opts.health,
+      // Dial failures are reported at the dial, which a query may not have waited for.
+      reportedAtSource: ["connect", "tls"],
     });
   }
 
@@ -126,14 +130,16 @@ export class StreamUpstream implements Upstream {
   }
 
   async exchange(query: Uint8Array, question: Question, deadline: number): Promise<Exchange> {
+    const answeredAtSend = this.health.answered;
     const wire = forHop(query, this.#edns);
-    let result = await this.#attempt(wire, question, deadline);
+    const first = await this.#attempt(wire, question, deadline);
     // The connection died with our query on it (typically a server closing an idle connection
-    // as we wrote): one retry on a fresh connection, if time allows.
-    if (!result.ok && result.error.kind === "closed" && this.opts.clock.now() < deadline) {
-      result = await this.#attempt(wire, question, deadline);
-    }
-    this.#monitor.record(result);
+    // as we wrote, or one we gave up on as silent): one retry on a fresh connection, if time
+    // allows.
+    const result = first.lost && this.opts.clock.now() < deadline
+      ? (await this.#attempt(wire, question, deadline)).result
+      : first.result;
+    this.#monitor.record(result, answeredAtSend);
     return result;
   }
 
@@ -146,18 +152,29 @@ export class StreamUpstream implements Upstream {
     await this.#dialing;
   }
 
+  /** One try on one connection; `lost` when that connection went away under the query. */
   async #attempt(
     query: Uint8Array,
     question: Question,
     deadline: number,
     probing = false,
-  ): Promise<Exchange> {
+  ): Promise<{ result: Exchange; lost: boolean }> {
     const acquired = await this.#acquire(deadline, probing);
-    if (!acquired.ok) return failure(acquired.kind, this.name, acquired.message);
-    const r = await acquired.conn.exchange(query, question, deadline);
-    return r.ok
-      ? { ok: true, reply: r.reply, msg: r.msg, upstream: this.name }
-      : failure(r.kind, this.name, r.message);
+    if (!acquired.ok) {
+      return { result: failure(acquired.kind, this.name, acquired.message), lost: false };
+    }
+    const { conn } = acquired;
+    const r = await conn.exchange(query, question, deadline);
+    if (r.ok) {
+      return { result: { ok: true, reply: r.reply, msg: r.msg, upstream: this.name }, lost: false };
+    }
+    if (r.kind !== "closed") return { result: failure(r.kind, this.name, r.message), lost: false };
+    // Dropped with a connection we gave up on as silent: no reply is all this query knows, and
+    // the health policy weighs it as such, not as a connection the server broke.
+    const result = conn.abandonedAsSilent
+      ? failure("timeout", this.name, `no reply; ${r.message}`)
+      : failure("closed", this.name, r.message);
+    return { result, lost: true };
   }
 
   /**
@@ -259,13 +276,13 @@ export class StreamUpstream implements Upstream {
       return { ok: true, conn };
     } catch (err) {
       this.#addressIndex++; // the next dial tries the next resolved address, if there are several
-      const stage = dial.stage();
-      const kind: UpstreamErrorKind = timedOut ? "timeout" : stage;
+      // A connection not made in time is a connection failure like a refusal, of its stage.
+      const kind = dial.stage();
       const message = timedOut
         ? `${
-          stage === "tls" ? "TLS handshake" : "TCP connect"
+          kind === "tls" ? "TLS handshake" : "TCP connect"
         } timed out after ${this.opts.connectTimeoutMs} ms`
-        : `${stage === "tls" ? "TLS" : "connect"} failed: ${errText(err)}`;
+        : `${kind === "tls" ? "TLS" : "connect"} failed: ${errText(err)}`;
       if (this.#closing) return { ok: false, kind: "closed", message };
       this.#monitor.fail(kind, message);
       return { ok: false, kind, message };

@@ -15,7 +15,7 @@ import type { Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
 import type { Random } from "../sys/random.ts";
-import type { Health } from "./health.ts";
+import type { Health, HealthPolicy } from "./health.ts";
 import { HealthMonitor, PROBE, PROBE_QUESTION } from "./monitor.ts";
 import { type ConnectionResult, ID_SPACE, PendingQueries, totalDiscards } from "./pending.ts";
 import {
@@ -58,6 +58,8 @@ export interface UdpUpstreamOptions {
    * server is on loopback (tests, local resolvers).
    */
   bindAddress?: string;
+  /** The health policy's tuning (see health.ts); its defaults without. */
+  health?: Partial<HealthPolicy>;
 }
 
 const log = logger("upstream");
@@ -182,7 +184,7 @@ export class UdpUpstream implements Upstream {
       backoff: { baseMs: opts.failureBackoffMs, maxMs: opts.maxFailureBackoffMs },
       probe: (deadline) => this.#send(forHop(PROBE, this.#edns), PROBE_QUESTION, deadline),
       probeBudgetMs: opts.probeTimeoutMs,
-      counts: ["timeout", "closed", "connect"],
+      policy: opts.health,
     });
   }
 
@@ -212,8 +214,9 @@ export class UdpUpstream implements Upstream {
    * group already puts a failing member last, so it is asked only when nothing better is left.
    */
   async exchange(query: Uint8Array, question: Question, deadline: number): Promise<Exchange> {
+    const answeredAtSend = this.health.answered;
     const result = await this.#send(forHop(query, this.#edns), question, deadline);
-    this.#monitor.record(result);
+    this.#monitor.record(result, answeredAtSend);
     if (!result.ok || !(result.reply[2] & (Flag.TC >> 8)) || !this.opts.tcp) return result;
     // Truncated: the whole answer only fits over TCP, to the same server (RFC 7766 §5).
     const viaTcp = await this.opts.tcp.exchange(query, question, deadline);

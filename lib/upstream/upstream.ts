@@ -6,12 +6,14 @@ import { decodeQuery, type Message, type Question } from "../dns/message.ts";
 import { type HopEdns, upstreamQuery } from "../dns/edns.ts";
 
 /**
- * Why an exchange failed. `timeout`: no matching reply in time; `connect`: TCP could not be
- * established; `tls`: handshake or certificate failure (never retried in cleartext); `closed`: the
- * connection went away with the query outstanding; `down`: the upstream is backing off after
+ * Why an exchange failed. `timeout`: no matching reply in time; `connect`: the connection could
+ * not be established (refused, unreachable, not within connect_timeout); `tls`: handshake
+ * (including its timeout) or certificate failure (never retried in cleartext); `closed`: the
+ * connection went away with the query outstanding, or a datagram could not be sent; `down`: the upstream is backing off after
  * failures and has no usable connection; `overloaded`: every connection is at its in-flight cap;
  * `protocol`: the server answered, but not with a usable DNS message (DoH: an HTTP status other
  * than 200, a wrong content type, a body that does not decode or answers another question).
+ * How much each says about the upstream's health is declared once, in health.ts.
  */
 export type UpstreamErrorKind =
   | "timeout"

@@ -755,7 +755,8 @@ const cases: Case[] = [
       UPSTREAM,
     key: "listeners[0].trusted_proxies",
     value: ["10.0.0.0/8"],
-    message: "not used by tcp:// listeners; only https:// and http:// listeners see HTTP headers",
+    message:
+      "on tcp:// listeners trusted proxies send a PROXY protocol header: set proxy_protocol = true",
   },
   {
     name: "client_header on a tls listener",
@@ -835,7 +836,7 @@ const cases: Case[] = [
     name: "unrelated key in [listeners.access] lists its keys",
     toml: `[[listeners]]\nurl = "udp://127.0.0.1:53"\n[listeners.access]\nzone = 1\n` + UPSTREAM,
     key: "listeners[0].access.zone",
-    message: "known keys in [listeners.access]: allow, deny, action",
+    message: "known keys in [listeners.access]: allow, deny, allow_clients, deny_clients, action",
   },
   {
     name: "bad prefix in [listeners.access] deny",

@@ -39,6 +39,8 @@ export interface DohRequest {
 export interface FakeDohOptions {
   behaviour?: DohBehaviour;
   answerFor?: (q: dnsPacket.Packet) => Partial<dnsPacket.Packet> | null;
+  /** Names answered late: held (whatever the behaviour) until `releaseSlow()` or close(). */
+  slow?: (name: string) => boolean;
 }
 
 export interface FakeDoh {
@@ -54,6 +56,8 @@ export interface FakeDoh {
   /** Resolves once `n` requests have arrived; rejects if closed first. */
   waitForRequests(n: number): Promise<void>;
   setBehaviour(b: DohBehaviour): void;
+  /** Lets the requests held for `slow` names go on (they are answered as the behaviour says). */
+  releaseSlow(): void;
   /** Answers held requests, shuts the server down and waits for it. */
   close(): Promise<void>;
 }
@@ -69,6 +73,8 @@ export async function startFakeDoh(opts: FakeDohOptions = {}): Promise<FakeDoh> 
   let waiters: Waiter[] = [];
   let release = () => {};
   const released = new Promise<void>((resolve) => (release = resolve));
+  let releaseSlow = () => {};
+  let slowGate = new Promise<void>((resolve) => (releaseSlow = resolve));
   let closed = false;
 
   const handler = async (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
@@ -94,6 +100,7 @@ export async function startFakeDoh(opts: FakeDohOptions = {}): Promise<FakeDoh> 
       return false;
     });
     if (!q) return new Response("bad query", { status: 400 });
+    if (opts.slow?.(q.questions?.[0]?.name ?? "")) await Promise.race([slowGate, released]);
     const b = behaviour;
     if (b === "silent") {
       await released;
@@ -142,6 +149,11 @@ export async function startFakeDoh(opts: FakeDohOptions = {}): Promise<FakeDoh> 
     },
     setBehaviour(b: DohBehaviour) {
       behaviour = b;
+    },
+    releaseSlow() {
+      const open = releaseSlow;
+      slowGate = new Promise<void>((resolve) => (releaseSlow = resolve));
+      open();
     },
     async close() {
       if (closed) return;

@@ -4,8 +4,8 @@
  */
 import dnsPacket from "dns-packet";
 import { Buffer } from "node:buffer";
+import { Rcode } from "../../lib/dns/message.ts";
 import { frame, writeAll } from "./dns_client.ts";
-import { Rcode, type RcodeName } from "../../lib/dns/message.ts";
 
 /**
  * How the server treats queries. Read when a query arrives (or, for "close-immediately" and
@@ -48,6 +48,8 @@ export interface FakeDotOptions {
    * as a name, e.g. "NXDOMAIN"). Return null for the default answer.
    */
   answerFor?: (q: dnsPacket.Packet) => Partial<dnsPacket.Packet> | null;
+  /** Names answered late: their replies are held until `releaseSlow()` (dropped on close). */
+  slow?: (name: string) => boolean;
 }
 
 export interface FakeDot {
@@ -66,6 +68,8 @@ export interface FakeDot {
   /** Resolves when `n` connections in total have been accepted. Rejects if closed first. */
   waitForConnections(n: number): Promise<void>;
   setBehaviour(b: Behaviour): void;
+  /** Sends the replies held for `slow` names, on connections still open. */
+  releaseSlow(): void;
   /** Closes the listener and every connection, and waits until all their work has stopped. */
   close(): Promise<void>;
 }
@@ -89,11 +93,24 @@ export function expectedAddress(name: string, type: "A" | "AAAA" = "A"): string 
   return type === "A" ? `192.0.2.${x}` : `2001:db8::${x}`;
 }
 
-/** The header rcode bits for an rcode mnemonic as dns-packet spells it; 0 for unknown names. */
-export function headerRcode(name: string): number {
-  return name in Rcode ? Rcode[name as RcodeName] & 0xf : 0;
-}
 const OPCODE_MASK = 0x7800;
+
+/**
+ * `p` with what a fake server's `answerFor` returned laid over it; its `rcode` (a name such as
+ * "SERVFAIL") sets the flags' rcode bits.
+ */
+export function withCustomAnswer(
+  p: dnsPacket.Packet,
+  custom: Partial<dnsPacket.Packet>,
+): dnsPacket.Packet {
+  const { rcode, ...rest } = custom as Partial<dnsPacket.Packet> & { rcode?: string };
+  const out = { ...p, ...rest };
+  if (rcode !== undefined) {
+    const code = (Rcode as Record<string, number>)[rcode] ?? 0;
+    out.flags = ((out.flags ?? 0) & ~0xf) | (code & 0xf);
+  }
+  return out;
+}
 
 /**
  * The default answer to `q`: id, question and opcode echoed, RD copied, RA set; one A or AAAA
@@ -187,6 +204,8 @@ export async function startFakeDot(opts: FakeDotOptions = {}): Promise<FakeDot> 
   let connWaiters: Waiter[] = [];
   let accepted = 0;
   let closed = false;
+  /** Replies held for slow names, with their connection. */
+  let slowHeld: { st: ConnState; msg: Uint8Array }[] = [];
   let signalClosed = () => {};
   const closedSignal = new Promise<void>((resolve) => signalClosed = resolve);
 
@@ -218,11 +237,7 @@ export async function startFakeDot(opts: FakeDotOptions = {}): Promise<FakeDot> 
       });
     } else if (opts.answerFor) {
       const custom = opts.answerFor(q);
-      if (custom) {
-        const { rcode, ...rest } = custom as Partial<dnsPacket.Packet> & { rcode?: string };
-        p = { ...p, ...rest };
-        if (rcode !== undefined) p.flags = ((p.flags ?? 0) & ~0xf) | headerRcode(rcode);
-      }
+      if (custom) p = withCustomAnswer(p, custom);
     }
     return encode(p);
   };
@@ -255,6 +270,8 @@ export async function startFakeDot(opts: FakeDotOptions = {}): Promise<FakeDot> 
         st.held = [];
         for (const m of out) reply(st, m);
       }
+    } else if (opts.slow?.(q.questions?.[0]?.name ?? "")) {
+      slowHeld.push({ st, msg });
     } else {
       reply(st, msg);
     }
@@ -358,9 +375,15 @@ export async function startFakeDot(opts: FakeDotOptions = {}): Promise<FakeDot> 
     setBehaviour(b: Behaviour) {
       behaviour = b;
     },
+    releaseSlow() {
+      const due = slowHeld;
+      slowHeld = [];
+      for (const { st, msg } of due) reply(st, msg);
+    },
     async close() {
       if (closed) return;
       closed = true;
+      slowHeld = [];
       signalClosed();
       try {
         listener.close();

@@ -6,7 +6,7 @@
 import dnsPacket from "dns-packet";
 import { Buffer } from "node:buffer";
 import { frame, writeAll } from "./dns_client.ts";
-import { defaultAnswer, headerRcode } from "./fake_dot.ts";
+import { defaultAnswer, withCustomAnswer } from "./fake_dot.ts";
 import { decodeQuery, type Question } from "../../lib/dns/message.ts";
 import type { PlainTransport } from "../../lib/dns/transport.ts";
 
@@ -38,6 +38,8 @@ export interface FakePlainOptions {
   answerFor?: (q: dnsPacket.Packet, transport: PlainTransport) => Partial<dnsPacket.Packet> | null;
   /** Announce edns-tcp-keepalive with this timeout (in units of 100 ms) in TCP replies with OPT. */
   keepalive?: number;
+  /** Names answered late: their replies are held until `releaseSlow()` (dropped on close). */
+  slow?: (name: string) => boolean;
 }
 
 /** One received query. */
@@ -61,6 +63,8 @@ export interface FakePlain {
   /** Resolves once `n` queries in all have arrived; rejects if closed first. */
   waitForQueries(n: number): Promise<void>;
   setBehaviour(b: PlainBehaviour): void;
+  /** Sends the replies held for `slow` names. */
+  releaseSlow(): void;
   /**
    * Closes both sockets and every connection, and waits for all their work to stop. Throws if
    * building a reply ever failed (a broken `answerFor`), so such a test fails instead of passing.
@@ -97,6 +101,9 @@ export function startFakePlain(opts: FakePlainOptions = {}): FakePlain {
   let waiters: Waiter[] = [];
   let accepted = 0;
   let closed = false;
+  /** Replies held for slow names, as thunks that send them. */
+  let held: (() => void)[] = [];
+  const isSlow = (q: dnsPacket.Packet) => opts.slow?.(q.questions?.[0]?.name ?? "") ?? false;
 
   const track = (p: Promise<void>) => {
     tasks.add(p);
@@ -122,11 +129,7 @@ export function startFakePlain(opts: FakePlainOptions = {}): FakePlain {
       p.flags = (p.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE;
     } else if (opts.answerFor) {
       const custom = opts.answerFor(q, transport);
-      if (custom) {
-        const { rcode, ...rest } = custom as Partial<dnsPacket.Packet> & { rcode?: string };
-        p = { ...p, ...rest };
-        if (rcode !== undefined) p.flags = ((p.flags ?? 0) & ~0xf) | headerRcode(rcode);
-      }
+      if (custom) p = withCustomAnswer(p, custom);
     }
     if (b === "wrong-id") p.id = ((q.id ?? 0) + 1) & 0xffff;
     if (transport === "tcp" && opts.keepalive !== undefined) {
@@ -185,7 +188,8 @@ export function startFakePlain(opts: FakePlainOptions = {}): FakePlain {
           );
           await spoofer.send(encode(forged), to);
         }
-        await udp.send(out, to);
+        if (isSlow(q)) held.push(() => udp.send(out, to).catch(() => {}));
+        else await udp.send(out, to);
       }
     } catch {
       // socket closed
@@ -211,7 +215,13 @@ export function startFakePlain(opts: FakePlainOptions = {}): FakePlain {
           if (buf.length - off < len + 2) break;
           const q = record("tcp", from, buf.slice(off + 2, off + 2 + len));
           const out = q && safely(q, () => respond(q, "tcp"));
-          if (out) writing = writing.then(() => writeAll(conn, frame(out))).catch(() => {});
+          if (q && out) {
+            const send = () => {
+              writing = writing.then(() => writeAll(conn, frame(out))).catch(() => {});
+            };
+            if (isSlow(q)) held.push(send);
+            else send();
+          }
           off += len + 2;
         }
         buf = buf.slice(off);
@@ -262,9 +272,15 @@ export function startFakePlain(opts: FakePlainOptions = {}): FakePlain {
     setBehaviour(b: PlainBehaviour) {
       behaviour = b;
     },
+    releaseSlow() {
+      const due = held;
+      held = [];
+      for (const send of due) send();
+    },
     async close() {
       if (closed) return;
       closed = true;
+      held = [];
       for (const s of [udp, spoofer, tcp]) {
         try {
           s.close();

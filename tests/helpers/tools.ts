@@ -22,6 +22,30 @@ export async function findTool(name: string): Promise<string | null> {
   }
 }
 
+/** Runs a tool to completion (no stdin); its stdout then stderr as text, whatever its exit code. */
+export async function runTool(bin: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(bin, { args, stdin: "null", stdout: "piped", stderr: "piped" })
+    .output();
+  const dec = new TextDecoder();
+  return dec.decode(out.stdout) + dec.decode(out.stderr);
+}
+
+/**
+ * The arguments that point dig or kdig at 127.0.0.1:`port` for one try of at most 5 s, and with
+ * `caFile` verify the server as `dns.test` (the test certificate) over TLS. Transport flags
+ * (`+tcp`, `+https=…`) go before them, the question after.
+ */
+export function digArgs(tool: "dig" | "kdig", port: number, caFile?: string): string[] {
+  return [
+    "@127.0.0.1",
+    "-p",
+    String(port),
+    "+time=5",
+    tool === "kdig" ? "+retry=0" : "+tries=1",
+    ...(caFile ? [`+tls-ca=${caFile}`, "+tls-hostname=dns.test"] : []),
+  ];
+}
+
 /** Whether the tool (e.g. "unbound", "dig", "kdig") is installed. */
 export async function haveTool(name: string): Promise<boolean> {
   return (await findTool(name)) !== null;

@@ -15,8 +15,9 @@ import {
 import type { ProxyHeader } from "../../lib/identity/proxy_protocol.ts";
 import { parseCidrList } from "../../lib/policy/acl.ts";
 import { systemClock } from "../../lib/sys/clock.ts";
+import { startDaemon as startTool } from "../helpers/daemon.ts";
 import { freeUdpPort } from "../helpers/process.ts";
-import { findTool, freePort, haveTool, requireTool } from "../helpers/unbound.ts";
+import { freePort, haveTool, requireTool } from "../helpers/unbound.ts";
 
 const haveHaproxy = await haveTool("haproxy");
 const haveDnsdist = await haveTool("dnsdist");
@@ -166,48 +167,6 @@ function trustLoopback(): ProxyGate {
   const trusted = parseCidrList(["127.0.0.1/32"]);
   if (typeof trusted === "string") throw new Error(trusted);
   return new ProxyGate({ trustedProxies: trusted });
-}
-
-/** Runs a tool until `stop`; resolves once `port` accepts TCP connections. */
-async function startTool(
-  name: string,
-  args: string[],
-  port: number,
-): Promise<{ stop(): Promise<void>; log(): string }> {
-  const bin = await findTool(name);
-  if (!bin) throw new Error(`${name} is not installed`);
-  const child = new Deno.Command(bin, { args, stdin: "null", stdout: "piped", stderr: "piped" })
-    .spawn();
-  let log = "";
-  const dec = new TextDecoder();
-  const drain = (s: ReadableStream<Uint8Array>) =>
-    (async () => {
-      for await (const chunk of s) log = (log + dec.decode(chunk)).slice(-100_000);
-    })().catch(() => {});
-  const drains = Promise.all([drain(child.stdout), drain(child.stderr)]);
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
-  });
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* exited */ }
-    await status;
-    await drains;
-  };
-  for (let i = 0; i < 60; i++) {
-    if (exited) break;
-    try {
-      const c = await Deno.connect({ hostname: "127.0.0.1", port });
-      c.close();
-      return { stop, log: () => log };
-    } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 10 * (i + 1)));
-  }
-  await stop();
-  throw new Error(`${name} did not start listening on ${port}:\n${log}`);
 }
 
 async function tcpExchange(

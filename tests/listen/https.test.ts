@@ -14,7 +14,7 @@ import { type Cidr, parseCidr } from "../../lib/policy/acl.ts";
 import { buildQuery, parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 import { defaultAnswer, expectedAddress, readFixture } from "../helpers/fake_dot.ts";
-import { findTool, toolTest } from "../helpers/tools.ts";
+import { digArgs, toolTest } from "../helpers/tools.ts";
 import { waitFor as until } from "../helpers/wait.ts";
 
 const CA = await readFixture("ca.pem");
@@ -835,10 +835,6 @@ Deno.test("a client that never reads its answers is closed after the read timeou
   });
 });
 
-const CURL = await findTool("curl");
-const DIG = await findTool("dig");
-const KDIG = await findTool("kdig");
-
 async function run(bin: string, args: string[], stdin?: Uint8Array): Promise<Uint8Array> {
   const child = new Deno.Command(bin, {
     args,
@@ -859,7 +855,7 @@ async function run(bin: string, args: string[], stdin?: Uint8Array): Promise<Uin
 await toolTest({
   name: "curl GET and POST over HTTP/2 and HTTP/1.1 get answers from the DoH listener",
   tools: ["curl"],
-  async fn() {
+  async fn({ curl }) {
     await withDoh(fakeHandler().handle, {}, async (doh) => {
       const port = doh.listener.addr.port;
       const base = [
@@ -875,7 +871,7 @@ await toolTest({
       ];
       const url = `https://dns.test:${port}/dns-query`;
       for (const version of ["--http2", "--http1.1"]) {
-        const get = await run(CURL!, [
+        const get = await run(curl, [
           ...base,
           version,
           "--write-out",
@@ -883,7 +879,7 @@ await toolTest({
           `${url}?dns=${b64url(query("curl-get.test", "A", 0))}`,
         ]);
         assert.equal(parse(get).answers?.[0].data, expectedAddress("curl-get.test"));
-        const posted = await run(CURL!, [
+        const posted = await run(curl, [
           ...base,
           version,
           "--header",
@@ -895,7 +891,7 @@ await toolTest({
         assert.equal(parse(posted).id, 9);
         assert.equal(parse(posted).answers?.[0].data, expectedAddress("curl-post.test", "AAAA"));
       }
-      const version = await run(CURL!, [
+      const version = await run(curl, [
         ...base,
         "--http2",
         "--output",
@@ -912,17 +908,11 @@ await toolTest({
 await toolTest({
   name: "dig +https gets answers from the DoH listener, verifying its certificate",
   tools: ["dig"],
-  async fn() {
+  async fn({ dig }) {
     await withDoh(fakeHandler().handle, {}, async (doh) => {
-      const out = await run(DIG!, [
-        "@127.0.0.1",
-        "-p",
-        String(doh.listener.addr.port),
+      const out = await run(dig, [
         "+https=/dns-query",
-        `+tls-ca=${CA_PATH}`,
-        "+tls-hostname=dns.test",
-        "+time=5",
-        "+tries=1",
+        ...digArgs("dig", doh.listener.addr.port, CA_PATH),
         "+short",
         "dig.doh.test",
         "A",
@@ -935,17 +925,11 @@ await toolTest({
 await toolTest({
   name: "kdig +https gets answers from the DoH listener, verifying its certificate",
   tools: ["kdig"],
-  async fn() {
+  async fn({ kdig }) {
     await withDoh(fakeHandler().handle, {}, async (doh) => {
-      const out = await run(KDIG!, [
-        "@127.0.0.1",
-        "-p",
-        String(doh.listener.addr.port),
+      const out = await run(kdig, [
         "+https=/dns-query",
-        `+tls-ca=${CA_PATH}`,
-        "+tls-hostname=dns.test",
-        "+time=5",
-        "+retry=0",
+        ...digArgs("kdig", doh.listener.addr.port, CA_PATH),
         "+short",
         "kdig.doh.test",
         "AAAA",
@@ -961,7 +945,7 @@ await toolTest({
 await toolTest({
   name: "curl over HTTP/2 and HTTP/1.1 gets 415, 405 and 413 every time, with the body unread",
   tools: ["curl"],
-  async fn() {
+  async fn({ curl }) {
     const bodyFile = await Deno.makeTempFile({ dir: "/tmp", prefix: "doh-70k-" });
     try {
       await Deno.writeFile(bodyFile, new Uint8Array(70_000));
@@ -977,7 +961,7 @@ await toolTest({
         for (const version of ["--http2", "--http1.1"]) {
           for (const [expected, args] of cases) {
             for (let i = 0; i < (version === "--http2" ? 10 : 3); i++) {
-              const out = await new Deno.Command(CURL!, {
+              const out = await new Deno.Command(curl, {
                 args: [
                   "--silent",
                   "--show-error",

@@ -5,6 +5,7 @@ import { Pipeline, type Query } from "../../lib/pipeline/pipeline.ts";
 import { type Exchange, failure, type Upstream } from "../../lib/upstream/upstream.ts";
 import { buildQuery, parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
+import { clientQuery, TEST_LIMITS as LIMITS } from "../helpers/pipeline.ts";
 
 /** An upstream that replies with a canned answer (upstream ID 0xBEEF, name lower-cased). */
 function scriptedUpstream(
@@ -37,19 +38,12 @@ function scriptedUpstream(
   };
 }
 
-const LIMITS = {
-  queryTimeoutMs: 5000,
-  udpMaxSize: 1232,
-  maxInFlight: 100,
-  overload: "refuse",
-} as const;
-
 function setup(result?: Exchange) {
   const clock = new FakeClock();
   const upstream = scriptedUpstream(result);
   const pipeline = new Pipeline({ upstream, clock, ...LIMITS });
   const ask = (bytes: Uint8Array, transport: Query["transport"] = "udp") =>
-    pipeline.handle({ bytes, transport, client: { hostname: "127.0.0.1", port: 5353 } });
+    pipeline.handle(clientQuery(bytes, transport));
   return { clock, upstream, pipeline, ask };
 }
 

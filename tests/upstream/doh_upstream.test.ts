@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { OptionCode, QUERY_PADDING_BLOCK } from "../../lib/dns/edns.ts";
+import { DEFAULT_FAILURE_THRESHOLD } from "../../lib/upstream/health.ts";
 import { DohUpstream, type DohUpstreamOptions } from "../../lib/upstream/doh_upstream.ts";
 import { cryptoRandom } from "../../lib/sys/random.ts";
 import { buildQuery } from "../helpers/dns_client.ts";
@@ -103,12 +104,14 @@ for (
     ["wrong-question", "another question"],
   ] as const
 ) {
-  Deno.test(`a DoH ${behaviour} response is a protocol error and the upstream backs off`, async () => {
+  Deno.test(`a DoH ${behaviour} response is a protocol error; sustained, the upstream backs off`, async () => {
     await withDoh(behaviour, async (_server, u, clock) => {
-      const r = await ask(u, clock, "bad.doh.test");
-      assert.equal(!r.ok && r.error.kind, "protocol");
-      assert.ok(!r.ok && r.error.message.includes(needle), !r.ok ? r.error.message : "");
-      assert.equal(u.health.available(), false);
+      for (let i = 1; i <= DEFAULT_FAILURE_THRESHOLD; i++) {
+        const r = await ask(u, clock, `bad${i}.doh.test`);
+        assert.equal(!r.ok && r.error.kind, "protocol");
+        assert.ok(!r.ok && r.error.message.includes(needle), !r.ok ? r.error.message : "");
+        assert.equal(u.health.available(), i < DEFAULT_FAILURE_THRESHOLD, `after ${i} answers`);
+      }
       const next = await ask(u, clock, "next.doh.test");
       assert.equal(
         !next.ok && next.error.kind,
@@ -139,12 +142,39 @@ Deno.test("a DoH server the trust anchors do not cover is a TLS failure", async 
   }, { caCerts: [] });
 });
 
+Deno.test("a DoH error status for one name costs only that query", async () => {
+  const server = await startFakeDoh({ slow: (name) => name.startsWith("broken") });
+  const clock = new FakeClock();
+  const u = doh(clock, server.url);
+  try {
+    for (let i = 0; i < 2 * DEFAULT_FAILURE_THRESHOLD; i++) {
+      const broken = ask(u, clock, `broken${i}.doh.test`); // held, then answered 500
+      await server.waitForRequests(server.requests.length + 1);
+      assert.ok((await ask(u, clock, `fine${i}.doh.test`)).ok);
+      server.setBehaviour("status-500");
+      server.releaseSlow();
+      const r = await broken;
+      server.setBehaviour("answer");
+      assert.equal(!r.ok && r.error.kind, "protocol");
+      assert.equal(u.health.available(), true, `up after ${i + 1} error statuses`);
+    }
+  } finally {
+    await u.close();
+    await server.close();
+  }
+});
+
 Deno.test("a failing DoH upstream is probed and recovers", async () => {
   await withDoh("status-500", async (server, u, clock) => {
-    assert.equal((await ask(u, clock, "x.doh.test")).ok, false);
+    for (let i = 0; i < DEFAULT_FAILURE_THRESHOLD; i++) {
+      assert.equal((await ask(u, clock, `x${i}.doh.test`)).ok, false);
+    }
+    assert.equal(u.health.available(), false);
+    clock.advance(0); // the probe goes out at once, and fails too
+    await waitFor(() => u.health.failures === 2, "the immediate probe failed");
     server.setBehaviour("answer");
-    clock.advance(1200);
-    await server.waitForRequests(2);
+    clock.advance(2400); // the doubled backoff is over: the next probe is answered
+    await server.waitForRequests(DEFAULT_FAILURE_THRESHOLD + 2);
     await waitFor(() => u.health.available(), "the probe made the upstream available");
     assert.ok((await ask(u, clock, "y.doh.test")).ok);
   });

@@ -233,3 +233,30 @@ Deno.test("when a resolved address refuses, the probe dials the next one and ser
     await dot.close();
   }
 });
+
+Deno.test("a connection given up as silent while another one answers does not take the upstream down", async () => {
+  const server = startFakePlain({ slow: (name) => name.startsWith("slow") });
+  const clock = new FakeClock();
+  const u = upstream(clock, {
+    target: { hostname: server.hostname, port: server.port },
+    dial: dialTcp,
+    maxInFlightPerConnection: 2,
+  });
+  try {
+    // Two slow names fill the first connection; the next name gets a second one, and an answer.
+    const slow = [ask(u, clock, "slow1.test"), ask(u, clock, "slow2.test")];
+    await server.waitForQueries(2);
+    assert.ok((await ask(u, clock, "fast.test")).ok);
+    assert.equal(server.tcpConnections, 2);
+    // The first connection heard nothing since its queries went out: it is closed as silent,
+    // and the query still on it is dropped with it. That says nothing about the server.
+    clock.advance(5000);
+    for (const r of await Promise.all(slow)) assert.equal(!r.ok && r.error.kind, "timeout");
+    assert.equal(u.stats().openConnections, 1);
+    assert.equal(u.health.available(), true);
+    assert.ok((await ask(u, clock, "after.test")).ok);
+  } finally {
+    await u.close();
+    await server.close();
+  }
+});

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { OptionCode } from "../../lib/dns/edns.ts";
 import { dialTcp } from "../../lib/upstream/dial.ts";
+import { DEFAULT_FAILURE_THRESHOLD } from "../../lib/upstream/health.ts";
 import { StreamUpstream } from "../../lib/upstream/stream_upstream.ts";
 import { UdpUpstream, type UdpUpstreamOptions } from "../../lib/upstream/udp_upstream.ts";
 import { cryptoRandom } from "../../lib/sys/random.ts";
@@ -162,16 +163,21 @@ Deno.test("a failing UDP upstream is probed in the background and recovers", asy
   const server = startFakePlain({ behaviour: "silent" });
   const clock = new FakeClock();
   const u = udpUpstream(clock, server);
+  const n = DEFAULT_FAILURE_THRESHOLD;
   try {
-    const pending = ask(u, clock, "down.test");
-    await server.waitForQueries(1);
+    const pending = Array.from({ length: n }, (_, i) => ask(u, clock, `down${i}.test`));
+    await server.waitForQueries(n);
     clock.advance(2000);
-    assert.equal((await pending).ok, false);
+    assert.ok((await Promise.all(pending)).every((r) => !r.ok));
     assert.equal(u.health.available(), false);
+    clock.advance(0); // the probe goes out at once; silent too
+    await server.waitForQueries(n + 1);
     server.setBehaviour("answer");
-    clock.advance(1200); // backoff over: the probe (". NS") goes out
-    await server.waitForQueries(2);
-    assert.equal(server.queries[1].packet.questions?.[0].name, ".");
+    clock.advance(2000); // that probe gives up
+    await until(() => u.health.failures === 2);
+    clock.advance(2400); // after the doubled backoff, another probe is answered
+    await server.waitForQueries(n + 2);
+    assert.equal(server.queries[n + 1].packet.questions?.[0].name, ".");
     await until(() => u.health.available());
   } finally {
     await u.close();

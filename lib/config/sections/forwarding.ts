@@ -1,5 +1,6 @@
 /** [forwarding]: how queries are sent upstream. */
 
+import { DEFAULT_FAILURE_THRESHOLD } from "../../upstream/health.ts";
 import { ECS_ACTIONS, FORWARDING_STRATEGIES } from "../enums.ts";
 import { keyPath } from "../errors.ts";
 import { ipKey } from "../../net/ip.ts";
@@ -104,6 +105,11 @@ export const FORWARDING = defineSection("forwarding", "forwarding", {
   max_failure_backoff: setting("maxFailureBackoffMs", duration(), {
     default: 10_000,
     doc: "cap of the doubling failure backoff",
+    reloadable: true,
+  }),
+  failure_threshold: setting("failureThreshold", integer({ min: 1, max: 1000 }), {
+    default: DEFAULT_FAILURE_THRESHOLD,
+    doc: "answer failures in a row, with nothing answered meanwhile, before an upstream is down",
     reloadable: true,
   }),
   strategy: setting("strategy", oneOf(FORWARDING_STRATEGIES), {
