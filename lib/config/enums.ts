@@ -1,8 +1,10 @@
 /**
  * The enumerations the configuration accepts, each declared once as a const array with its type
  * derived from it; readers, messages and other modules (metrics labels, listeners) derive from
- * these. Re-exported by schema.ts. The transports are declared in lib/dns/transport.ts, shared
- * with the listeners, the pipeline and the metrics.
+ * these. Re-exported by schema.ts. Enumerations owned by the code that implements them are
+ * declared there and imported by their section: transports (lib/dns/transport.ts, shared with
+ * the listeners, the pipeline and the metrics), strategies (lib/upstream/group.ts), route and
+ * rebinding actions (lib/route/).
  */
 
 import {
@@ -29,11 +31,6 @@ export type UpstreamProtocol = typeof UPSTREAM_PROTOCOLS[number];
 export function listenerTransport(protocol: ListenerProtocol): Transport {
   return protocol === "http" ? "https" : protocol;
 }
-
-/** How a group of upstreams shares the queries. */
-export const FORWARDING_STRATEGIES = ["failover", "round_robin", "fastest", "parallel"] as const;
-/** A [forwarding] strategy. */
-export type ForwardingStrategy = typeof FORWARDING_STRATEGIES[number];
 
 /** What happens to a client's EDNS Client Subnet option (RFC 7871). */
 export const ECS_ACTIONS = ["strip", "keep"] as const;

@@ -22,7 +22,7 @@ import { PROXY_REJECT_REASONS } from "../identity/proxy_gate.ts";
 import { CONNECTION_DROP_REASONS, type ConnectionState } from "../listen/listener.ts";
 import { CLIENT_AUTH_REFUSALS, type IdentityState } from "../listen/refusals.ts";
 import { REBINDING_ACTIONS, type RebindingAction } from "../route/rebinding.ts";
-import type { UpstreamErrorKind } from "../upstream/upstream.ts";
+import { UPSTREAM_ERROR_KINDS, type UpstreamErrorKind } from "../upstream/upstream.ts";
 import { QTYPE_LABELS, qtypeIndex, RCODE_LABELS, rcodeIndex } from "./dns_labels.ts";
 import {
   BucketCounts,
@@ -30,20 +30,6 @@ import {
   type HistogramRow,
   histogramText,
 } from "./histogram.ts";
-
-/**
- * Upstream failure kinds whose series are written even at zero, in this order. A kind not listed
- * (a newer UpstreamErrorKind) is still counted, under its own name, once it occurs.
- */
-export const UPSTREAM_ERROR_KINDS: readonly string[] = [
-  "timeout",
-  "connect",
-  "tls",
-  "closed",
-  "down",
-  "overloaded",
-  "protocol",
-];
 
 /**
  * Why a query got no answer at all: unreadable bytes, a response (QR=1) sent to us, an error
@@ -571,11 +557,15 @@ export class Metrics {
       ["upstream", "kind"],
       (emit) => {
         for (const r of this.#upstreams.values()) {
+          // Every kind is written even at zero; a kind the recorder got that is not in the list
+          // (a caller outside the type system) is still counted under its own name.
           for (const kind of UPSTREAM_ERROR_KINDS) {
             emit({ upstream: r.name, kind }, r.errors.get(kind) ?? 0);
           }
           for (const [kind, n] of r.errors) {
-            if (!UPSTREAM_ERROR_KINDS.includes(kind)) emit({ upstream: r.name, kind }, n);
+            if (!(UPSTREAM_ERROR_KINDS as readonly string[]).includes(kind)) {
+              emit({ upstream: r.name, kind }, n);
+            }
           }
         }
       },

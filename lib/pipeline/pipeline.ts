@@ -629,17 +629,6 @@ export class Pipeline {
     // A query is not an answer (QR=0): whatever sent it, it is not relayed (every upstream kind).
     if (!isResponse(r.reply)) return { ok: false, kind: "protocol", message: "reply has QR=0" };
     let replyMsg = r.msg;
-    if (!replyMsg) {
-      const decoded = decodeMessage(r.reply);
-      if (!decoded.ok) {
-        return {
-          ok: false,
-          kind: "protocol",
-          message: `malformed reply: ${decoded.error.message}`,
-        };
-      }
-      replyMsg = decoded.value;
-    }
     let reply = r.reply;
     // Rebinding protection, before the cache: what is stored is what clients may see.
     const rebinding = route ? this.opts.routing?.rebinding : null;

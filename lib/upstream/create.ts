@@ -4,12 +4,13 @@
  * retries truncated answers over TCP to the same server. The server wiring calls only this.
  */
 import { DEFAULT_EDNS_UDP_SIZE } from "../dns/reply.ts";
-import { isIP } from "../config/ip.ts";
+import type { Transport } from "../dns/transport.ts";
+import { isIP } from "../net/ip.ts";
 import { pinnedDialer } from "../identity/pinned_dial.ts";
 import { PinSet } from "../identity/spki.ts";
 import type { Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
-import type { AddressResolver } from "./bootstrap.ts";
+import { type AddressResolver, fixedAddress } from "./resolver.ts";
 import { type Dialer, dialTcp, dialTls } from "./dial.ts";
 import { DohUpstream } from "./doh_upstream.ts";
 import type { GroupMember } from "./group.ts";
@@ -18,9 +19,6 @@ import { StreamUpstream } from "./stream_upstream.ts";
 import { UdpUpstream } from "./udp_upstream.ts";
 import type { UpstreamStats } from "./upstream.ts";
 
-/** The upstream URL schemes. */
-export type UpstreamProtocol = "udp" | "tcp" | "tls" | "https";
-
 /**
  * One configured upstream. `UpstreamConfig` from lib/config fits as it is; other fields are
  * ignored.
@@ -28,7 +26,7 @@ export type UpstreamProtocol = "udp" | "tcp" | "tls" | "https";
 export interface UpstreamSpec {
   /** The URL as written: the upstream's name in logs and metrics. */
   url: string;
-  protocol: UpstreamProtocol;
+  protocol: Transport;
   /** IP literal (no brackets), or for tls/https a hostname resolved through `resolver`. */
   hostname: string;
   port: number;
@@ -179,9 +177,4 @@ function dohUrl(spec: UpstreamSpec, tlsName: string | undefined): string {
   const host = tlsName ?? spec.hostname;
   const authority = `${host.includes(":") ? `[${host}]` : host}:${spec.port}`;
   return `https://${authority}${spec.path ?? "/dns-query"}`;
-}
-
-/** A resolver that always answers the configured IP (a DoH upstream by IP with a tls_name). */
-function fixedAddress(ip: string): AddressResolver {
-  return { lookup: () => Promise.resolve({ ok: true, addresses: [ip] }) };
 }

@@ -10,6 +10,7 @@ import { type Exchange, failure, type Upstream } from "../../lib/upstream/upstre
 import { buildQuery, parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 import { clientQuery, TEST_LIMITS } from "../helpers/pipeline.ts";
+import { answered } from "../helpers/exchange.ts";
 
 /** An upstream whose replies are released by the test, one exchange at a time. */
 function heldUpstream() {
@@ -31,7 +32,7 @@ function heldUpstream() {
       questions: q.questions,
       answers: answers(q.questions![0].name),
     });
-    w.resolve({ ok: true, reply: new Uint8Array(bytes), upstream: "held" });
+    w.resolve(answered(new Uint8Array(bytes), "held"));
   };
   /** Answers the oldest waiting exchange with an A record of the given TTL. */
   const answer = (ttl = 300, address = "192.0.2.7") =>

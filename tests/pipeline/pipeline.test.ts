@@ -6,6 +6,7 @@ import { type Exchange, failure, type Upstream } from "../../lib/upstream/upstre
 import { buildQuery, parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 import { clientQuery, TEST_LIMITS as LIMITS } from "../helpers/pipeline.ts";
+import { answered } from "../helpers/exchange.ts";
 
 /** An upstream that replies with a canned answer (upstream ID 0xBEEF, name lower-cased). */
 function scriptedUpstream(
@@ -32,7 +33,7 @@ function scriptedUpstream(
         })),
         answers: [{ type: "A", name: q.questions![0].name, ttl: 60, data: "192.0.2.1" }],
       });
-      return Promise.resolve({ ok: true, reply: new Uint8Array(reply), upstream: "scripted" });
+      return Promise.resolve(answered(new Uint8Array(reply), "scripted"));
     },
     close: () => Promise.resolve(),
   };

@@ -17,6 +17,7 @@ import { type Exchange, failure, forHop, type Upstream } from "../../lib/upstrea
 import { parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 import { clientQuery, TEST_LIMITS } from "../helpers/pipeline.ts";
+import { answered } from "../helpers/exchange.ts";
 
 type Packet = dnsPacket.Packet;
 type Respond = (q: Packet) => Packet | Exchange;
@@ -34,11 +35,7 @@ function fakeUpstream(respond: Respond, keepEcs: boolean) {
       queries.push(q);
       const r = respond(q);
       if ("ok" in r) return Promise.resolve(r as Exchange);
-      return Promise.resolve({
-        ok: true,
-        reply: new Uint8Array(dnsPacket.encode(r as Packet)),
-        upstream: "fake",
-      });
+      return Promise.resolve(answered(new Uint8Array(dnsPacket.encode(r as Packet)), "fake"));
     },
     close: () => Promise.resolve(),
   };
