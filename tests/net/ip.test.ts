@@ -14,7 +14,7 @@ import {
   parseIPv4,
   parseIPv6,
 } from "../../lib/net/ip.ts";
-import { Rng } from "../helpers/fuzz.ts";
+import { Rng } from "../helpers/rng.ts";
 
 /** Reference: a dotted-quad IPv4 address, each part 0-255 without leading zeros. */
 function referenceIPv4(text: string): boolean {
