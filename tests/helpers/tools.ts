@@ -46,26 +46,9 @@ export function digArgs(tool: "dig" | "kdig", port: number, caFile?: string): st
   ];
 }
 
-/** Whether the tool (e.g. "unbound", "dig", "kdig") is installed. */
-export async function haveTool(name: string): Promise<boolean> {
-  return (await findTool(name)) !== null;
-}
-
 /** Whether env CI is "true": then a missing tool fails a test instead of skipping it. */
 export function inCi(): boolean {
   return Deno.env.get("CI") === "true";
-}
-
-/**
- * For a test body written before {@link toolTest}: true when the tool is installed; when it is
- * missing, throws under CI=true, else returns false. New tests use toolTest.
- */
-export async function requireTool(name: string): Promise<boolean> {
-  if (await haveTool(name)) return true;
-  if (inCi()) {
-    throw new Error(`required tool "${name}" is not installed (CI=true: not skipping)`);
-  }
-  return false;
 }
 
 /** What {@link toolGate} found for a test's tools. */

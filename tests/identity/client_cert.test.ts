@@ -14,13 +14,10 @@ import {
   tlsServerOptions,
 } from "../../lib/identity/client_cert.ts";
 import type { ClientAuthMode } from "../../lib/identity/modes.ts";
-import { findTool, haveTool, requireTool } from "../helpers/unbound.ts";
+import { toolTest } from "../helpers/tools.ts";
 
 const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;
 const pem = (f: string) => Deno.readTextFileSync(FIXTURES + f);
-const inCi = Deno.env.get("CI") === "true";
-const haveKdig = await haveTool("kdig");
-const haveOpenssl = await haveTool("openssl");
 
 Deno.test("the name is the first usable CN, else the first DNS/email/URI SAN", () => {
   assert.equal(
@@ -150,7 +147,7 @@ class MtlsServer {
   }
 }
 
-async function kdig(port: number, cert?: string): Promise<string> {
+async function kdig(bin: string, port: number, cert?: string): Promise<string> {
   const args = [
     "@127.0.0.1",
     "-p",
@@ -165,7 +162,7 @@ async function kdig(port: number, cert?: string): Promise<string> {
       : []),
     "example.test",
   ];
-  const out = await new Deno.Command((await findTool("kdig"))!, {
+  const out = await new Deno.Command(bin, {
     args,
     stdout: "piped",
     stderr: "piped",
@@ -176,24 +173,23 @@ async function kdig(port: number, cert?: string): Promise<string> {
 
 const ANSWERED = /status: NOERROR/;
 
-Deno.test({
+await toolTest({
   name: "require: kdig without a certificate, or with a bad one, is refused; alice gets her name",
-  ignore: !haveKdig && !inCi,
-  async fn() {
-    assert.ok(await requireTool("kdig"));
+  tools: ["kdig"],
+  async fn({ kdig: bin }) {
     const s = new MtlsServer("require");
     await s.start();
     try {
-      assert.doesNotMatch(await kdig(s.port), ANSWERED);
+      assert.doesNotMatch(await kdig(bin, s.port), ANSWERED);
       assert.equal(s.decisions.length, 0, "refused during the handshake, before any decision");
       assert.ok(s.handshakeErrors.length >= 1, "the handshake failure is visible for counting");
 
-      assert.match(await kdig(s.port, "client"), ANSWERED);
-      assert.match(await kdig(s.port, "client-san"), ANSWERED);
+      assert.match(await kdig(bin, s.port, "client"), ANSWERED);
+      assert.match(await kdig(bin, s.port, "client-san"), ANSWERED);
       assert.deepEqual(s.decisions.map((d) => d.ok && d.name), ["alice", "bob.clients.test"]);
 
       for (const bad of ["client-untrusted", "client-expired", "client-wrong-eku"]) {
-        assert.doesNotMatch(await kdig(s.port, bad), ANSWERED, bad);
+        assert.doesNotMatch(await kdig(bin, s.port, bad), ANSWERED, bad);
       }
       assert.equal(s.decisions.length, 2, "no bad certificate got past the handshake");
     } finally {
@@ -202,19 +198,18 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "optional: kdig without a certificate is served anonymously, a bad certificate is refused",
-  ignore: !haveKdig && !inCi,
-  async fn() {
-    assert.ok(await requireTool("kdig"));
+  tools: ["kdig"],
+  async fn({ kdig: bin }) {
     const s = new MtlsServer("optional");
     await s.start();
     try {
-      assert.match(await kdig(s.port), ANSWERED);
-      assert.match(await kdig(s.port, "client"), ANSWERED);
+      assert.match(await kdig(bin, s.port), ANSWERED);
+      assert.match(await kdig(bin, s.port, "client"), ANSWERED);
       // GnuTLS sends the expired one (its issuer is the CA the server asks for), then the
       // connection is closed after the handshake: no DNS answer.
-      assert.doesNotMatch(await kdig(s.port, "client-expired"), ANSWERED);
+      assert.doesNotMatch(await kdig(bin, s.port, "client-expired"), ANSWERED);
       const outcomes = s.decisions.map((d) => (d.ok ? d.name : d.reason));
       assert.deepEqual(outcomes, [null, "alice", "invalid_certificate"]);
     } finally {
@@ -223,17 +218,16 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "a resumed TLS 1.2 session keeps the client certificate (openssl s_client -sess_in)",
-  ignore: !haveOpenssl && !inCi,
-  async fn() {
-    assert.ok(await requireTool("openssl"));
+  tools: ["openssl"],
+  async fn({ openssl }) {
     const s = new MtlsServer("require");
     await s.start();
     const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-mtls-" });
     try {
       const run = async (extra: string[]) => {
-        const out = await new Deno.Command((await findTool("openssl"))!, {
+        const out = await new Deno.Command(openssl, {
           args: [
             "s_client",
             "-tls1_2",
@@ -268,18 +262,17 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "require: certificates from another CA, expired or not for clientAuth fail the handshake",
-  ignore: !haveOpenssl && !inCi,
-  async fn() {
+  tools: ["openssl"],
+  async fn({ openssl }) {
     // kdig (GnuTLS) does not even send a certificate whose issuer the server did not ask for;
     // openssl s_client sends whatever it is given, so the server's own check is what refuses.
-    assert.ok(await requireTool("openssl"));
     const s = new MtlsServer("require");
     await s.start();
     try {
       for (const cert of ["client-untrusted", "client-expired", "client-wrong-eku"]) {
-        const out = await new Deno.Command((await findTool("openssl"))!, {
+        const out = await new Deno.Command(openssl, {
           args: [
             "s_client",
             "-connect",

@@ -12,7 +12,8 @@ import { pinnedTlsConnect, type PinnedTlsResult } from "../../lib/identity/pinne
 import { PinSet, spkiPin } from "../../lib/identity/spki.ts";
 import { systemClock } from "../../lib/sys/clock.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
-import { haveTool, requireTool, startUnbound, UNBOUND_A } from "../helpers/unbound.ts";
+import { toolTest } from "../helpers/tools.ts";
+import { startUnbound, UNBOUND_A } from "../helpers/unbound.ts";
 
 const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;
 const pem = (f: string) => Deno.readTextFileSync(FIXTURES + f);
@@ -97,11 +98,10 @@ Deno.test("a matching pin does not excuse a failed CA or name check", async () =
   }
 });
 
-Deno.test({
+await toolTest({
   name: "a self-signed server: its certificate as the CA, plus its pin",
-  ignore: !(await haveTool("openssl")) && Deno.env.get("CI") !== "true",
-  async fn() {
-    assert.ok(await requireTool("openssl"));
+  tools: ["openssl", "sh"],
+  async fn({ sh }) {
     // A throwaway self-signed leaf (no CA flag), as a small private resolver would have; the
     // shell prints certificate then key (the tests may read only the repository).
     const script = "d=$(mktemp -d) && trap 'rm -rf \"$d\"' EXIT && " +
@@ -109,7 +109,7 @@ Deno.test({
       "-subj /CN=private.test -addext subjectAltName=DNS:private.test " +
       '-addext basicConstraints=critical,CA:FALSE -keyout "$d/key.pem" -out "$d/cert.pem" ' +
       '2>/dev/null && cat "$d/cert.pem" "$d/key.pem"';
-    const made = await new Deno.Command("sh", { args: ["-c", script], stdout: "piped" }).output();
+    const made = await new Deno.Command(sh, { args: ["-c", script], stdout: "piped" }).output();
     assert.ok(made.success, "openssl req failed");
     const text = new TextDecoder().decode(made.stdout);
     const cut = text.indexOf("-----END CERTIFICATE-----") + "-----END CERTIFICATE-----".length;
@@ -195,11 +195,10 @@ Deno.test("a connection that never completes its handshake times out on the cloc
   silent.close();
 });
 
-Deno.test({
+await toolTest({
   name: "unbound as a pinned DoT upstream: answers with the right pin, refused with a wrong one",
-  ignore: !(await haveTool("unbound")) && Deno.env.get("CI") !== "true",
+  tools: ["unbound"],
   async fn() {
-    assert.ok(await requireTool("unbound"));
     const unbound = await startUnbound();
     try {
       const refused = await pinnedTlsConnect({

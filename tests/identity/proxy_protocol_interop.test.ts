@@ -17,11 +17,8 @@ import { parseCidrList } from "../../lib/policy/acl.ts";
 import { systemClock } from "../../lib/sys/clock.ts";
 import { startDaemon as startTool } from "../helpers/daemon.ts";
 import { freeUdpPort } from "../helpers/process.ts";
-import { freePort, haveTool, requireTool } from "../helpers/unbound.ts";
-
-const haveHaproxy = await haveTool("haproxy");
-const haveDnsdist = await haveTool("dnsdist");
-const inCi = Deno.env.get("CI") === "true";
+import { toolTest } from "../helpers/tools.ts";
+import { freePort } from "../helpers/unbound.ts";
 
 /** One decision of the backend's gate. */
 interface Seen {
@@ -190,11 +187,10 @@ async function tcpExchange(
   }
 }
 
-Deno.test({
+await toolTest({
   name: "HAProxy send-proxy-v2 and send-proxy: the gate sees the real client's address and port",
-  ignore: !haveHaproxy && !inCi,
+  tools: ["haproxy"],
   async fn() {
-    assert.ok(await requireTool("haproxy"));
     const backend = new Backend(trustLoopback(), freePort());
     const v2Port = freePort();
     const v1Port = freePort();
@@ -242,11 +238,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "dnsdist useProxyProtocol over UDP and TCP: the gate sees the real client's address",
-  ignore: !haveDnsdist && !inCi,
+  tools: ["dnsdist"],
   async fn() {
-    assert.ok(await requireTool("dnsdist"));
     const backend = new Backend(trustLoopback(), freePort());
     const front = freeUdpPort();
     const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-dnsdist-" });

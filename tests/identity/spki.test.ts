@@ -17,12 +17,10 @@ import {
 } from "../../lib/identity/spki.ts";
 import { systemClock } from "../../lib/sys/clock.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
-import { haveTool, requireTool } from "../helpers/unbound.ts";
+import { toolTest } from "../helpers/tools.ts";
 
 const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;
 const pem = (f: string) => Deno.readTextFileSync(FIXTURES + f);
-const haveOpenssl = await haveTool("openssl");
-const needsOpenssl = !haveOpenssl && Deno.env.get("CI") !== "true";
 
 /** Runs a shell pipeline (fixed text, file names from this test only) and returns stdout. */
 async function sh(script: string): Promise<string> {
@@ -39,11 +37,10 @@ async function sh(script: string): Promise<string> {
 const PIPE = "openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | " +
   "openssl dgst -sha256 -binary | openssl enc -base64";
 
-Deno.test({
+await toolTest({
   name: "spkiPin equals the OpenSSL pipeline for every fixture certificate",
-  ignore: needsOpenssl,
+  tools: ["openssl"],
   async fn() {
-    assert.ok(await requireTool("openssl"));
     const certs = [
       "ca.pem",
       "server.pem",
@@ -240,11 +237,10 @@ Deno.test("pins hold on a second connection offered the first one's session (TLS
   }
 });
 
-Deno.test({
+await toolTest({
   name: "fetchPins: the chain and verdict of a live server, equal to openssl s_client's pin",
-  ignore: needsOpenssl,
+  tools: ["openssl"],
   async fn() {
-    assert.ok(await requireTool("openssl"));
     const { server, port } = await startServer({ cert: pem("server.pem") + pem("ca.pem") });
     try {
       const target = { hostname: "127.0.0.1", port, servername: "dns.test" };

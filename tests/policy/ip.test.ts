@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { ipv6Groups, isIPv4 } from "../../lib/config/ip.ts";
 import { isMappedIPv4, parseClientAddress, parseIPv4, parseIPv6 } from "../../lib/policy/ip.ts";
-import { Rng } from "../helpers/fuzz.ts";
+import { Rng } from "../helpers/rng.ts";
 
 /** What lib/config/ip.ts says `text` is, in the policy parsers' terms. */
 function reference(text: string): { v4: number; v6: number[] | null } {
