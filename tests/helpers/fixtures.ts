@@ -1,0 +1,29 @@
+/**
+ * The test certificates and keys in tests/fixtures/ (made by make-certs.sh; the server
+ * certificate is for `dns.test`, client certificates come from client-ca.pem): their paths for
+ * tools and config files, their text for TLS servers and clients in the tests.
+ */
+const DIR = new URL("../fixtures/", import.meta.url);
+
+/** The file-system path of fixture `name` (e.g. "ca.pem"), for tools and config files. */
+export function fixturePath(name: string): string {
+  return decodeURIComponent(new URL(name, DIR).pathname);
+}
+
+/** Fixture `name`'s text, read synchronously (for module-level constants and test tables). */
+export function fixtureText(name: string): string {
+  return Deno.readTextFileSync(new URL(name, DIR));
+}
+
+/**
+ * dig's and kdig's arguments that present client certificate fixture `cert` (`cert`.pem with
+ * `cert`-key.pem) over TLS; none without one.
+ */
+export function clientCertArgs(cert?: string): string[] {
+  return cert
+    ? [
+      `+tls-certfile=${fixturePath(`${cert}.pem`)}`,
+      `+tls-keyfile=${fixturePath(`${cert}-key.pem`)}`,
+    ]
+    : [];
+}
