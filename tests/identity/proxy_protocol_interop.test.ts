@@ -13,11 +13,11 @@ import {
   type StreamOutcome,
 } from "../../lib/identity/proxy_gate.ts";
 import type { ProxyHeader } from "../../lib/identity/proxy_protocol.ts";
-import { parseCidrList } from "../../lib/policy/acl.ts";
 import { systemClock } from "../../lib/sys/clock.ts";
 import { startDnsdist, startHaproxy } from "../helpers/daemon.ts";
 import { buildQuery, TcpDnsClient } from "../helpers/dns_client.ts";
 import { freeUdpPort } from "../helpers/process.ts";
+import { readExactly, trustingGate } from "../helpers/proxy_gate.ts";
 import { toolTest } from "../helpers/tools.ts";
 import { freePort } from "../helpers/unbound.ts";
 
@@ -85,9 +85,9 @@ class Backend {
       if (!o.ok) return;
       const c = new PrefixedConn(conn, o.rest);
       for (;;) {
-        const len = await readFull(c, 2);
+        const len = await readExactly(c, 2);
         if (!len) return;
-        const msg = await readFull(c, (len[0] << 8) | len[1]);
+        const msg = await readExactly(c, (len[0] << 8) | len[1]);
         if (!msg) return;
         const answer = echo(msg);
         await conn.write(Uint8Array.of(answer.length >> 8, answer.length & 0xff, ...answer));
@@ -113,17 +113,6 @@ class Backend {
   }
 }
 
-async function readFull(c: PrefixedConn, n: number): Promise<Uint8Array | null> {
-  const out = new Uint8Array(n);
-  let got = 0;
-  while (got < n) {
-    const r = await c.read(out.subarray(got));
-    if (r === null) return null;
-    got += r;
-  }
-  return out;
-}
-
 /** The query turned into a response (QR set, RA set), question kept: enough for any client. */
 function echo(query: Uint8Array): Uint8Array {
   const r = query.slice();
@@ -136,12 +125,6 @@ function echo(query: Uint8Array): Uint8Array {
 
 /** A query for example.com A with id `id`. */
 const query = (id: number) => buildQuery("example.com", "A", id);
-
-function trustLoopback(): ProxyGate {
-  const trusted = parseCidrList(["127.0.0.1/32"]);
-  if (typeof trusted === "string") throw new Error(trusted);
-  return new ProxyGate({ trustedProxies: trusted });
-}
 
 /** One query over TCP to `port`: the answer, and the local port it was asked from. */
 async function tcpExchange(
@@ -163,7 +146,7 @@ await toolTest({
   name: "HAProxy send-proxy-v2 and send-proxy: the gate sees the real client's address and port",
   tools: ["haproxy"],
   async fn() {
-    const backend = new Backend(trustLoopback(), freePort());
+    const backend = new Backend(trustingGate(["127.0.0.1/32"]), freePort());
     const v2Port = freePort();
     const v1Port = freePort();
     const haproxy = await startHaproxy([
@@ -195,7 +178,7 @@ await toolTest({
   name: "dnsdist useProxyProtocol over UDP and TCP: the gate sees the real client's address",
   tools: ["dnsdist"],
   async fn() {
-    const backend = new Backend(trustLoopback(), freePort());
+    const backend = new Backend(trustingGate(["127.0.0.1/32"]), freePort());
     const front = freeUdpPort();
     const dnsdist = await startDnsdist(front, backend.port);
     const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });

@@ -6,18 +6,17 @@
  * caps count a proxied connection against the client behind the proxy.
  */
 import assert from "node:assert/strict";
-import { ProxyGate } from "../../lib/identity/proxy_gate.ts";
 import type { Listener } from "../../lib/listen/listener.ts";
 import type { StreamLimits } from "../../lib/listen/stream.ts";
 import { listenTcp } from "../../lib/listen/tcp.ts";
 import { listenTls } from "../../lib/listen/tls.ts";
 import { listenUdp } from "../../lib/listen/udp.ts";
 import type { Query } from "../../lib/pipeline/pipeline.ts";
-import { parseCidrList } from "../../lib/policy/acl.ts";
 import { buildQuery, frame, parse, TcpDnsClient } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 import { readFixture } from "../helpers/fake_dot.ts";
 import { recordingHandler, TEST_STREAM_LIMITS } from "../helpers/listener.ts";
+import { trustingGate } from "../helpers/proxy_gate.ts";
 import { concatBytes, encodeProxyV1, encodeProxyV2 } from "../helpers/proxy_header.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -27,12 +26,6 @@ const KEY = await readFixture("server-key.pem");
 
 /** A cap of 2 connections per client, for the test that counts the client behind the proxy. */
 const LIMITS: StreamLimits = { ...TEST_STREAM_LIMITS, maxConnectionsPerClient: 2 };
-
-function gate(trusted: string[]): ProxyGate {
-  const cidrs = parseCidrList(trusted);
-  if (typeof cidrs === "string") throw new Error(cidrs);
-  return new ProxyGate({ trustedProxies: cidrs });
-}
 
 /** The header a load balancer sends for `client` (v2, or v1 text). */
 function header(
@@ -69,7 +62,7 @@ async function withListener(
     port: 0,
     handle: r.handle,
     clock,
-    proxy: gate(trusted),
+    proxy: trustingGate(trusted),
   };
   const l = transport === "udp"
     ? listenUdp(common)
