@@ -14,16 +14,3 @@ export function fixturePath(name: string): string {
 export function fixtureText(name: string): string {
   return Deno.readTextFileSync(new URL(name, DIR));
 }
-
-/**
- * dig's and kdig's arguments that present client certificate fixture `cert` (`cert`.pem with
- * `cert`-key.pem) over TLS; none without one.
- */
-export function clientCertArgs(cert?: string): string[] {
-  return cert
-    ? [
-      `+tls-certfile=${fixturePath(`${cert}.pem`)}`,
-      `+tls-keyfile=${fixturePath(`${cert}-key.pem`)}`,
-    ]
-    : [];
-}

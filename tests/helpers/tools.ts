@@ -4,6 +4,7 @@
  * env CI=true: CI installs every tool, so there a missing tool fails the test, and `.ci/run`
  * fails the run if any test was ignored at all.
  */
+import { fixturePath } from "./fixtures.ts";
 
 /** Absolute path of the tool if it is on PATH (or in /usr/sbin, /sbin), else null. */
 export async function findTool(name: string): Promise<string | null> {
@@ -44,6 +45,30 @@ export function digArgs(tool: "dig" | "kdig", port: number, caFile?: string): st
     tool === "kdig" ? "+retry=0" : "+tries=1",
     ...(caFile ? [`+tls-ca=${caFile}`, "+tls-hostname=dns.test"] : []),
   ];
+}
+
+/**
+ * kdig over TLS to 127.0.0.1:`port` for `question` (e.g. ["a.test"]), verifying the test
+ * certificate and presenting client certificate fixture `cert` (`cert`.pem with `cert`-key.pem)
+ * when given: kdig's output.
+ */
+export function kdigTls(
+  bin: string,
+  port: number,
+  question: string[],
+  cert?: string,
+): Promise<string> {
+  const clientCert = cert
+    ? [
+      `+tls-certfile=${fixturePath(`${cert}.pem`)}`,
+      `+tls-keyfile=${fixturePath(`${cert}-key.pem`)}`,
+    ]
+    : [];
+  return runTool(bin, [
+    ...digArgs("kdig", port, fixturePath("ca.pem")),
+    ...clientCert,
+    ...question,
+  ]);
 }
 
 /** Whether env CI is "true": then a missing tool fails a test instead of skipping it. */

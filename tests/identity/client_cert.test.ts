@@ -15,8 +15,8 @@ import {
 } from "../../lib/identity/client_cert.ts";
 import type { ClientAuthMode } from "../../lib/identity/modes.ts";
 import { concatBytes } from "../helpers/proxy_header.ts";
-import { clientCertArgs, fixturePath, fixtureText } from "../helpers/fixtures.ts";
-import { digArgs, runTool, toolTest } from "../helpers/tools.ts";
+import { fixturePath, fixtureText } from "../helpers/fixtures.ts";
+import { kdigTls, toolTest } from "../helpers/tools.ts";
 
 Deno.test("the name is the first usable CN, else the first DNS/email/URI SAN", () => {
   assert.equal(
@@ -159,11 +159,7 @@ async function withMtlsServer(
 
 /** kdig over TLS to the server, presenting client certificate fixture `cert` if given. */
 const kdig = (bin: string, port: number, cert?: string) =>
-  runTool(bin, [
-    ...digArgs("kdig", port, fixturePath("ca.pem")),
-    ...clientCertArgs(cert),
-    "example.test",
-  ]);
+  kdigTls(bin, port, ["example.test"], cert);
 
 /** openssl s_client to the server, presenting client certificate fixture `cert`. */
 function sClient(

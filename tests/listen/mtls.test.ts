@@ -12,10 +12,9 @@ import type { Query } from "../../lib/pipeline/pipeline.ts";
 import { buildQuery, frame, parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 import { readFixture } from "../helpers/fake_dot.ts";
-import { clientCertArgs, fixturePath } from "../helpers/fixtures.ts";
 import { recordingHandler, TEST_STREAM_LIMITS } from "../helpers/listener.ts";
 import { concatBytes } from "../helpers/proxy_header.ts";
-import { digArgs, runTool, toolTest } from "../helpers/tools.ts";
+import { kdigTls, toolTest } from "../helpers/tools.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const CA = await readFixture("ca.pem");
@@ -125,12 +124,7 @@ Deno.test("none: no certificate is asked for; a reload to require applies to new
 });
 
 /** kdig over TLS to the listener, presenting client certificate fixture `cert` if given. */
-const kdig = (bin: string, port: number, cert?: string) =>
-  runTool(bin, [
-    ...digArgs("kdig", port, fixturePath("ca.pem")),
-    ...clientCertArgs(cert),
-    "kdig.test",
-  ]);
+const kdig = (bin: string, port: number, cert?: string) => kdigTls(bin, port, ["kdig.test"], cert);
 
 await toolTest({
   name: "kdig +tls: refused without a client certificate, answered and named with one",
