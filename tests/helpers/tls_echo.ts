@@ -1,7 +1,7 @@
 /**
- * A node:tls server that echoes what it reads, for tests of TLS client behaviour (pins, chains,
- * session resumption) that need a real handshake but no DNS. TLS 1.2 is allowed so that sessions
- * can resume.
+ * Peers for tests of TLS client behaviour (pins, chains, session resumption, handshake
+ * deadlines) that need a real handshake but no DNS: a node:tls server that echoes what it reads
+ * (TLS 1.2 allowed, so sessions can resume), and a TCP peer that never answers the handshake.
  */
 import { createServer, type TLSSocket } from "node:tls";
 import { fixtureText } from "./fixtures.ts";
@@ -38,4 +38,24 @@ export async function closeSocket(s: TLSSocket): Promise<void> {
   const closed = new Promise((resolve) => s.once("close", resolve));
   s.destroy();
   await closed;
+}
+
+/**
+ * Runs `fn` with the port of a TCP listener on 127.0.0.1 that accepts and then says nothing, so
+ * a TLS handshake with it never completes; `accepted()` resolves once the connection is in.
+ * The connection and listener are closed after.
+ */
+export async function withSilentPeer(
+  fn: (port: number, accepted: () => Promise<void>) => Promise<void>,
+): Promise<void> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let conn: Deno.Conn | undefined;
+  try {
+    await fn(listener.addr.port, async () => {
+      conn = await listener.accept();
+    });
+  } finally {
+    conn?.close();
+    listener.close();
+  }
 }

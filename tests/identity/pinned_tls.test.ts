@@ -17,7 +17,7 @@ import { systemClock } from "../../lib/sys/clock.ts";
 import { buildQuery, frame } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 import { fixtureText as pem } from "../helpers/fixtures.ts";
-import { closeSocket as close, startTlsEcho } from "../helpers/tls_echo.ts";
+import { closeSocket as close, startTlsEcho, withSilentPeer } from "../helpers/tls_echo.ts";
 import { toolTest } from "../helpers/tools.ts";
 import { startUnbound, UNBOUND_A } from "../helpers/unbound.ts";
 
@@ -141,15 +141,13 @@ Deno.test("offered the previous connection's session, the pins are checked again
 });
 
 Deno.test("a connection that never completes its handshake times out on the clock", async () => {
-  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const clock = new FakeClock();
-  const pending = dial(silent.addr.port, SERVER_PIN, { clock, timeoutMs: 2000 });
-  const accepted = await silent.accept();
-  clock.advance(2000);
-  const r = failure(await pending);
-  assert.equal(r.reason, "timeout");
-  accepted.close();
-  silent.close();
+  await withSilentPeer(async (port, accepted) => {
+    const clock = new FakeClock();
+    const pending = dial(port, SERVER_PIN, { clock, timeoutMs: 2000 });
+    await accepted();
+    clock.advance(2000);
+    assert.equal(failure(await pending).reason, "timeout");
+  });
 });
 
 await toolTest({

@@ -18,7 +18,7 @@ import {
 import { systemClock } from "../../lib/sys/clock.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 import { fixturePath, fixtureText as pem } from "../helpers/fixtures.ts";
-import { closeSocket, startTlsEcho } from "../helpers/tls_echo.ts";
+import { closeSocket, startTlsEcho, withSilentPeer } from "../helpers/tls_echo.ts";
 import { toolTest } from "../helpers/tools.ts";
 
 /** Runs a shell pipeline (fixed text, file names from this test only) and returns stdout. */
@@ -259,17 +259,13 @@ Deno.test("fetchPins fails with the target named: refused connection, no handsha
     new RegExp(`127\\.0\\.0\\.1:${port}`),
   );
 
-  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const clock = new FakeClock();
-  const pending = fetchPins({ hostname: "127.0.0.1", port: silent.addr.port }, {
-    clock,
-    timeoutMs: 3000,
+  await withSilentPeer(async (port, accepted) => {
+    const clock = new FakeClock();
+    const pending = fetchPins({ hostname: "127.0.0.1", port }, { clock, timeoutMs: 3000 });
+    await accepted();
+    clock.advance(3000);
+    await assert.rejects(pending, /no TLS handshake within 3000 ms/);
   });
-  const accepted = await silent.accept();
-  clock.advance(3000);
-  await assert.rejects(pending, /no TLS handshake within 3000 ms/);
-  accepted.close();
-  silent.close();
 });
 
 Deno.test("pinTargetFromUrl: tls:// and https:// with default ports and the name to verify", () => {
