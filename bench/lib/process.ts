@@ -4,7 +4,8 @@
  * whose output is parsed into a report when they end. Loopback only.
  */
 import { type RunningProxy, spawnCli } from "../../tests/helpers/process.ts";
-import { findTool, freePort, startUnbound, type Unbound } from "../../tests/helpers/unbound.ts";
+import { findTool } from "../../tests/helpers/tools.ts";
+import { freePort, startUnbound, type Unbound } from "../../tests/helpers/unbound.ts";
 import { sleep } from "./cli.ts";
 import { UdpDns } from "./clients.ts";
 

@@ -1,33 +1,19 @@
-import assert from "node:assert/strict";
-import { formatConfigError, isConfigError, parseConfig } from "../../lib/config/load.ts";
 import {
-  BASE_DIR,
-  CONFIG_PATH,
-  fakeFiles,
+  assertRejected,
   fixture,
   KEY,
   LISTENER,
   MINIMAL,
   PEM,
+  type RejectedCase,
   TLS_FILES,
   TLS_LISTENER,
   UPSTREAM,
 } from "./helpers.ts";
 
-interface Case {
-  name: string;
-  toml: string;
-  files?: Record<string, string>;
-  key: string;
-  /** Compared with deepEqual when present (use null for "missing", i.e. undefined). */
-  value?: unknown;
-  /** Substring or pattern the message must match. */
-  message: string | RegExp;
-}
-
 const missing = null;
 
-const cases: Case[] = [
+const cases: RejectedCase[] = [
   // --- TOML syntax ---
   {
     name: "syntax error names line and column",
@@ -1574,21 +1560,5 @@ const cases: Case[] = [
 ];
 
 for (const c of cases) {
-  Deno.test(`parseConfig rejects: ${c.name}`, async () => {
-    const result = await parseConfig(c.toml, {
-      path: CONFIG_PATH,
-      baseDir: BASE_DIR,
-      readFile: fakeFiles(c.files ?? {}),
-    });
-    assert.ok(isConfigError(result), `expected an error, got ${JSON.stringify(result)}`);
-    assert.equal(result.key, c.key);
-    assert.equal(result.path, CONFIG_PATH);
-    if (c.value !== undefined) assert.deepEqual(result.value, c.value ?? undefined);
-    if (typeof c.message === "string") {
-      assert.ok(result.message.includes(c.message), result.message);
-    } else assert.match(result.message, c.message);
-    const line = formatConfigError(result);
-    assert.ok(line.startsWith(`${CONFIG_PATH}: ${c.key}`), line);
-    assert.ok(!line.includes("\n"), line);
-  });
+  Deno.test(`parseConfig rejects: ${c.name}`, () => assertRejected(c));
 }

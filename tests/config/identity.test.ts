@@ -4,47 +4,20 @@
  * value; good input reads to what the server uses.
  */
 import assert from "node:assert/strict";
-import { formatConfigError, isConfigError, parseConfig } from "../../lib/config/load.ts";
-import type { Config } from "../../lib/config/schema.ts";
-import { BASE_DIR, CONFIG_PATH, fakeFiles, KEY, LISTENER, PEM, UPSTREAM } from "./helpers.ts";
+import {
+  acceptedConfig as accepted,
+  assertRejected,
+  KEY,
+  LISTENER,
+  MINIMAL,
+  PEM,
+  type RejectedCase,
+  UPSTREAM,
+} from "./helpers.ts";
 
-const MINIMAL = LISTENER + UPSTREAM;
-
-interface Rejected {
-  name: string;
-  toml: string;
-  files?: Record<string, string>;
-  key: string;
-  value?: unknown;
-  message: string | RegExp;
-}
-
-async function parse(toml: string, files: Record<string, string> = {}) {
-  return await parseConfig(toml, {
-    path: CONFIG_PATH,
-    baseDir: BASE_DIR,
-    readFile: fakeFiles(files),
-  });
-}
-
-/** Checks one rejected configuration: key, value and message, on one line. */
-function rejects(c: Rejected): void {
-  Deno.test(`identity config rejects: ${c.name}`, async () => {
-    const result = await parse(c.toml, c.files);
-    assert.ok(isConfigError(result), `expected an error, got ${JSON.stringify(result)}`);
-    assert.equal(result.key, c.key, formatConfigError(result));
-    if (c.value !== undefined) assert.deepEqual(result.value, c.value);
-    if (typeof c.message === "string") {
-      assert.ok(result.message.includes(c.message), result.message);
-    } else assert.match(result.message, c.message);
-    assert.ok(!formatConfigError(result).includes("\n"));
-  });
-}
-
-async function accepted(toml: string, files: Record<string, string> = {}): Promise<Config> {
-  const result = await parse(toml, files);
-  if (isConfigError(result)) assert.fail(formatConfigError(result));
-  return result;
+/** Registers a test that `c.toml` is refused as `c` says. */
+function rejects(c: RejectedCase): void {
+  Deno.test(`identity config rejects: ${c.name}`, () => assertRejected(c));
 }
 
 // ---- [[clients]] and names in [access] ----

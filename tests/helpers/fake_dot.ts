@@ -6,6 +6,7 @@ import dnsPacket from "dns-packet";
 import { Buffer } from "node:buffer";
 import { Rcode } from "../../lib/dns/message.ts";
 import { frame, writeAll } from "./dns_client.ts";
+import { fixturePath } from "./fixtures.ts";
 
 /**
  * How the server treats queries. Read when a query arrives (or, for "close-immediately" and
@@ -74,11 +75,9 @@ export interface FakeDot {
   close(): Promise<void>;
 }
 
-const FIXTURES = new URL("../fixtures/", import.meta.url);
-
 /** Reads a fixture PEM by file name, e.g. "ca.pem". */
 export function readFixture(name: string): Promise<string> {
-  return Deno.readTextFile(new URL(name, FIXTURES));
+  return Deno.readTextFile(fixturePath(name));
 }
 
 /**

@@ -4,6 +4,7 @@
  * env CI=true: CI installs every tool, so there a missing tool fails the test, and `.ci/run`
  * fails the run if any test was ignored at all.
  */
+import { fixturePath } from "./fixtures.ts";
 
 /** Absolute path of the tool if it is on PATH (or in /usr/sbin, /sbin), else null. */
 export async function findTool(name: string): Promise<string | null> {
@@ -46,26 +47,33 @@ export function digArgs(tool: "dig" | "kdig", port: number, caFile?: string): st
   ];
 }
 
-/** Whether the tool (e.g. "unbound", "dig", "kdig") is installed. */
-export async function haveTool(name: string): Promise<boolean> {
-  return (await findTool(name)) !== null;
+/**
+ * kdig over TLS to 127.0.0.1:`port` for `question` (e.g. ["a.test"]), verifying the test
+ * certificate and presenting client certificate fixture `cert` (`cert`.pem with `cert`-key.pem)
+ * when given: kdig's output.
+ */
+export function kdigTls(
+  bin: string,
+  port: number,
+  question: string[],
+  cert?: string,
+): Promise<string> {
+  const clientCert = cert
+    ? [
+      `+tls-certfile=${fixturePath(`${cert}.pem`)}`,
+      `+tls-keyfile=${fixturePath(`${cert}-key.pem`)}`,
+    ]
+    : [];
+  return runTool(bin, [
+    ...digArgs("kdig", port, fixturePath("ca.pem")),
+    ...clientCert,
+    ...question,
+  ]);
 }
 
 /** Whether env CI is "true": then a missing tool fails a test instead of skipping it. */
 export function inCi(): boolean {
   return Deno.env.get("CI") === "true";
-}
-
-/**
- * For a test body written before {@link toolTest}: true when the tool is installed; when it is
- * missing, throws under CI=true, else returns false. New tests use toolTest.
- */
-export async function requireTool(name: string): Promise<boolean> {
-  if (await haveTool(name)) return true;
-  if (inCi()) {
-    throw new Error(`required tool "${name}" is not installed (CI=true: not skipping)`);
-  }
-  return false;
 }
 
 /** What {@link toolGate} found for a test's tools. */

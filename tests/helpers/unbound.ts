@@ -23,9 +23,6 @@ export const UNBOUND_A = "192.0.2.53";
 export const UNBOUND_AAAA = "2001:db8::53";
 export const UNBOUND_LARGE_TXT_RECORDS = 12;
 
-// The tool gate lives in tools.ts; these stay importable from here for existing tests.
-export { findTool, haveTool, requireTool } from "./tools.ts";
-
 /** A TCP port that was free a moment ago on `hostname` (bind 0, read it, close). */
 export function freePort(hostname = "127.0.0.1"): number {
   const l = Deno.listen({ hostname, port: 0 });

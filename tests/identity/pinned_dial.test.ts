@@ -11,9 +11,9 @@ import { PinSet, spkiPin } from "../../lib/identity/spki.ts";
 import { systemClock } from "../../lib/sys/clock.ts";
 import { buildQuery, frame, parse } from "../helpers/dns_client.ts";
 import { readFixture } from "../helpers/fake_dot.ts";
+import { fixturePath } from "../helpers/fixtures.ts";
 import { toolTest } from "../helpers/tools.ts";
 
-const FIXTURES = decodeURIComponent(new URL("../fixtures/", import.meta.url).pathname);
 const CA = await readFixture("ca.pem");
 const CERT = await readFixture("server.pem");
 const KEY = await readFixture("server-key.pem");
@@ -164,9 +164,9 @@ await toolTest({
       "-in",
       `${dir}/req.csr`,
       "-CA",
-      `${FIXTURES}ca.pem`,
+      fixturePath("ca.pem"),
       "-CAkey",
-      `${FIXTURES}ca-key.pem`,
+      fixturePath("ca-key.pem"),
       "-set_serial",
       "7",
       "-days",

@@ -6,47 +6,35 @@
 import assert from "node:assert/strict";
 import { spkiPin } from "../../lib/identity/spki.ts";
 import { startFakeDot } from "../helpers/fake_dot.ts";
+import { fixturePath, fixtureText } from "../helpers/fixtures.ts";
 import { freeUdpPort, runCli } from "../helpers/process.ts";
 import { toolTest } from "../helpers/tools.ts";
 
-const FIXTURES = decodeURIComponent(new URL("../fixtures/", import.meta.url).pathname);
-const SERVER_PIN = spkiPin(await Deno.readTextFile(`${FIXTURES}server.pem`));
+const SERVER_PIN = spkiPin(fixtureText("server.pem"));
 
-Deno.test("--print-pins prints the leaf's pin as an spki_pins line, and the chain verified", async () => {
+/** `dotproxy --print-pins` for a fake DoT server (the dns.test certificate), `args` after it. */
+async function printPins(args: string[]): ReturnType<typeof runCli> {
   const dot = await startFakeDot();
   try {
-    const r = await runCli([
-      "--print-pins",
-      `tls://127.0.0.1:${dot.port}`,
-      "--tls-name",
-      "dns.test",
-      "--ca-file",
-      `${FIXTURES}ca.pem`,
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /chain verified/);
-    assert.match(r.stdout, /# 0 leaf: CN=dns\.test/);
-    assert.ok(r.stdout.includes(`spki_pins = ["${SERVER_PIN}"]`), r.stdout);
+    return await runCli(["--print-pins", `tls://127.0.0.1:${dot.port}`, ...args]);
   } finally {
     await dot.close();
   }
+}
+
+Deno.test("--print-pins prints the leaf's pin as an spki_pins line, and the chain verified", async () => {
+  const r = await printPins(["--tls-name", "dns.test", "--ca-file", fixturePath("ca.pem")]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /chain verified/);
+  assert.match(r.stdout, /# 0 leaf: CN=dns\.test/);
+  assert.ok(r.stdout.includes(`spki_pins = ["${SERVER_PIN}"]`), r.stdout);
 });
 
 Deno.test("--print-pins without the CA still prints the chain, and says it is not verified", async () => {
-  const dot = await startFakeDot();
-  try {
-    const r = await runCli([
-      "--print-pins",
-      `tls://127.0.0.1:${dot.port}`,
-      "--tls-name",
-      "dns.test",
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /chain NOT verified/);
-    assert.ok(r.stdout.includes(SERVER_PIN));
-  } finally {
-    await dot.close();
-  }
+  const r = await printPins(["--tls-name", "dns.test"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /chain NOT verified/);
+  assert.ok(r.stdout.includes(SERVER_PIN));
 });
 
 Deno.test("--print-pins: a bad URL is a usage error (2), an unreachable server a failure (1)", async () => {

@@ -11,12 +11,11 @@ import type { QueryLog, QueryLogEntry } from "../../lib/metrics/query_log.ts";
 import { type Server, startServer } from "../../lib/server.ts";
 import { systemClock } from "../../lib/sys/clock.ts";
 import { cryptoRandom } from "../../lib/sys/random.ts";
-import { freeDualPort, startDaemon } from "../helpers/daemon.ts";
+import { freeDualPort, startDnsdist, startHaproxy } from "../helpers/daemon.ts";
 import { type FakeDot, startFakeDot } from "../helpers/fake_dot.ts";
-import { toolTest } from "../helpers/tools.ts";
+import { fixturePath } from "../helpers/fixtures.ts";
+import { digArgs, runTool, toolTest } from "../helpers/tools.ts";
 import { freePort } from "../helpers/unbound.ts";
-
-const FIXTURES = decodeURIComponent(new URL("../fixtures/", import.meta.url).pathname);
 
 /** dotproxy with PROXY protocol from 127.0.0.1 on udp+tcp (one port) and tls. */
 interface Running {
@@ -42,13 +41,13 @@ url = "tcp://127.0.0.1:${port}"
 ${proxied}
 [[listeners]]
 url = "tls://127.0.0.1:${tlsPort}"
-cert_file = "${FIXTURES}server.pem"
-key_file = "${FIXTURES}server-key.pem"
+cert_file = "${fixturePath("server.pem")}"
+key_file = "${fixturePath("server-key.pem")}"
 ${proxied}
 [[upstreams]]
 url = "tls://127.0.0.1:${upstream.port}"
 tls_name = "dns.test"
-ca_file = "${FIXTURES}ca.pem"
+ca_file = "${fixturePath("ca.pem")}"
 
 [access]
 allow = ["127.0.0.2/32"]
@@ -83,14 +82,25 @@ networks = ["127.0.0.2/32"]
   };
 }
 
-/** Runs dig or kdig; the status it reports ("NOERROR", "REFUSED"), or its output if none. */
-async function ask(bin: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(bin, {
-    args: [...args, "+time=3", "+retry=0", "who.example"],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+/**
+ * Asks dig or kdig for who.example from 127.0.0.1:`port` bound to `from`: the status it reports
+ * ("NOERROR", "REFUSED"), or its output if none. `args` go last (transport flags).
+ */
+async function ask(
+  tool: "dig" | "kdig",
+  bin: string,
+  from: string,
+  port: number,
+  args: string[] = [],
+): Promise<string> {
+  const caFile = tool === "kdig" ? fixturePath("ca.pem") : undefined;
+  const text = await runTool(bin, [
+    "-b",
+    from,
+    ...digArgs(tool, port, caFile),
+    ...args,
+    "who.example",
+  ]);
   return /status: ([A-Z]+)/.exec(text)?.[1] ?? text;
 }
 
@@ -107,41 +117,13 @@ await toolTest({
     const d = await startDotproxy();
     const tcpFront = freePort();
     const tlsFront = freePort();
-    const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-haproxy-" });
-    await Deno.writeTextFile(
-      `${dir}/haproxy.cfg`,
-      [
-        "global",
-        "  maxconn 100",
-        "defaults",
-        "  mode tcp",
-        "  timeout connect 2s",
-        "  timeout client 5s",
-        "  timeout server 5s",
-        "listen dns_tcp",
-        `  bind 127.0.0.1:${tcpFront}`,
-        `  server dotproxy 127.0.0.1:${d.port} send-proxy-v2`,
-        "listen dns_tls",
-        `  bind 127.0.0.1:${tlsFront}`,
-        `  server dotproxy 127.0.0.1:${d.tlsPort} send-proxy-v2`,
-        "",
-      ].join("\n"),
-    );
-    const haproxy = await startDaemon("haproxy", ["-f", `${dir}/haproxy.cfg`, "-db"], tlsFront);
+    const haproxy = await startHaproxy([
+      { front: tcpFront, backend: d.port, send: "send-proxy-v2" },
+      { front: tlsFront, backend: d.tlsPort, send: "send-proxy-v2" },
+    ]);
     try {
-      const viaTcp = (from: string) =>
-        ask(dig, ["-b", from, "@127.0.0.1", "-p", String(tcpFront), "+tcp"]);
-      const viaTls = (from: string) =>
-        ask(kdig, [
-          "-b",
-          from,
-          "@127.0.0.1",
-          "-p",
-          String(tlsFront),
-          "+tls",
-          `+tls-ca=${FIXTURES}ca.pem`,
-          "+tls-hostname=dns.test",
-        ]);
+      const viaTcp = (from: string) => ask("dig", dig, from, tcpFront, ["+tcp"]);
+      const viaTls = (from: string) => ask("kdig", kdig, from, tlsFront);
       assert.equal(await viaTcp("127.0.0.2"), "NOERROR", haproxy.log());
       assert.equal(await viaTls("127.0.0.2"), "NOERROR", haproxy.log());
       assert.equal(await viaTcp("127.0.0.3"), "REFUSED", "the ACL saw 127.0.0.3, not the proxy");
@@ -158,7 +140,6 @@ await toolTest({
     } finally {
       await haproxy.stop();
       await d.stop();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });
@@ -170,27 +151,10 @@ await toolTest({
   async fn({ dig }) {
     const d = await startDotproxy();
     const front = freeDualPort();
-    const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-dnsdist-" });
-    await Deno.writeTextFile(
-      `${dir}/dnsdist.conf`,
-      [
-        `setLocal("127.0.0.1:${front}")`,
-        `newServer({address="127.0.0.1:${d.port}", useProxyProtocol=true})`,
-        // Its health checks would come through the ACL as dnsdist itself: mark it up instead.
-        `getServer(0):setUp()`,
-        `setSecurityPollSuffix("")`,
-        "",
-      ].join("\n"),
-    );
-    const dnsdist = await startDaemon(
-      "dnsdist",
-      ["-C", `${dir}/dnsdist.conf`, "--supervised", "--disable-syslog"],
-      front,
-    );
+    const dnsdist = await startDnsdist(front, d.port);
     try {
-      const viaUdp = (from: string) => ask(dig, ["-b", from, "@127.0.0.1", "-p", String(front)]);
-      const viaTcp = (from: string) =>
-        ask(dig, ["-b", from, "@127.0.0.1", "-p", String(front), "+tcp"]);
+      const viaUdp = (from: string) => ask("dig", dig, from, front);
+      const viaTcp = (from: string) => ask("dig", dig, from, front, ["+tcp"]);
       assert.equal(await viaUdp("127.0.0.2"), "NOERROR", dnsdist.log());
       assert.equal(await viaTcp("127.0.0.2"), "NOERROR", dnsdist.log());
       assert.equal(await viaUdp("127.0.0.3"), "REFUSED", "the ACL saw 127.0.0.3, not dnsdist");
@@ -206,7 +170,6 @@ await toolTest({
     } finally {
       await dnsdist.stop();
       await d.stop();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });

@@ -6,34 +6,23 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import dnsPacket from "dns-packet";
 import { DohAuthenticator } from "../../lib/identity/doh_auth.ts";
 import { FailureLimiter } from "../../lib/identity/failure_limiter.ts";
 import type { ClientAuthMode } from "../../lib/identity/modes.ts";
 import { TokenStore } from "../../lib/identity/tokens.ts";
 import { type HttpsListener, listenHttps } from "../../lib/listen/https.ts";
-import type { Handler } from "../../lib/listen/listener.ts";
 import type { Query } from "../../lib/pipeline/pipeline.ts";
-import { buildQuery, parse } from "../helpers/dns_client.ts";
+import { buildQuery } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
-import { defaultAnswer, readFixture } from "../helpers/fake_dot.ts";
-import { toolTest } from "../helpers/tools.ts";
+import { readFixture } from "../helpers/fake_dot.ts";
+import { fixturePath } from "../helpers/fixtures.ts";
+import { recordingHandler } from "../helpers/listener.ts";
+import { runTool, toolTest } from "../helpers/tools.ts";
 
 const CA = await readFixture("ca.pem");
-const CA_PATH = decodeURIComponent(new URL("../fixtures/ca.pem", import.meta.url).pathname);
 const ALICE = "Zm9vYmFyLWFsaWNlLXRva2VuLTAxMjM0NTY3ODk";
 const BOB = "Ym9iLXRva2VuLWFiY2RlZmdoaWprbG1ub3BxcnN0";
 const sha256 = (t: string) => createHash("sha256").update(t).digest("hex");
-
-function recorder() {
-  const queries: Query[] = [];
-  const handle: Handler = (query) => {
-    queries.push(query);
-    const packet = parse(query.bytes);
-    return { bytes: new Uint8Array(dnsPacket.encode(defaultAnswer(packet))), maxUdpSize: 65535 };
-  };
-  return { queries, handle };
-}
 
 interface Doh {
   listener: HttpsListener;
@@ -45,7 +34,7 @@ interface Doh {
 
 async function withDoh(mode: ClientAuthMode, fn: (d: Doh) => Promise<void>): Promise<void> {
   const clock = new FakeClock();
-  const r = recorder();
+  const r = recordingHandler();
   const auth = new DohAuthenticator({
     mode,
     store: new TokenStore([
@@ -154,14 +143,9 @@ Deno.test("optional: no token is anonymous, a wrong one is still refused; reload
   });
 });
 
-async function curl(bin: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(bin, {
-    args: ["-s", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return new TextDecoder().decode(out.stdout);
-}
+/** curl, silent: the response's status code and HTTP version, e.g. "200 2". */
+const curl = (bin: string, args: string[]) =>
+  runTool(bin, ["-s", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", ...args]);
 
 await toolTest({
   name: "curl over HTTP/2 and HTTP/1.1: with a token 200, without 401, wrong path token 404",
@@ -171,7 +155,7 @@ await toolTest({
       const port = new URL(d.base).port;
       const q = buildQuery("curl.test").toBase64({ alphabet: "base64url", omitPadding: true });
       const url = (path: string) => `https://dns.test:${port}${path}?dns=${q}`;
-      const common = ["--cacert", CA_PATH, "--resolve", `dns.test:${port}:127.0.0.1`];
+      const common = ["--cacert", fixturePath("ca.pem"), "--resolve", `dns.test:${port}:127.0.0.1`];
       for (const version of ["--http2", "--http1.1"]) {
         const v = version === "--http2" ? "2" : "1.1";
         const header = ["-H", `authorization: Bearer ${ALICE}`];

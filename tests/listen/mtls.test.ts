@@ -5,50 +5,33 @@
  * query's clientName. Refusals are counted by reason. kdig, a real client, at the end.
  */
 import assert from "node:assert/strict";
-import dnsPacket from "dns-packet";
 import { connect } from "node:tls";
 import type { ClientAuthMode } from "../../lib/identity/modes.ts";
-import type { Handler } from "../../lib/listen/listener.ts";
 import { listenTls, type TlsListener } from "../../lib/listen/tls.ts";
 import type { Query } from "../../lib/pipeline/pipeline.ts";
 import { buildQuery, frame, parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
-import { defaultAnswer, readFixture } from "../helpers/fake_dot.ts";
-import { toolTest } from "../helpers/tools.ts";
+import { readFixture } from "../helpers/fake_dot.ts";
+import { recordingHandler, TEST_STREAM_LIMITS } from "../helpers/listener.ts";
+import { concatBytes } from "../helpers/proxy_header.ts";
+import { kdigTls, toolTest } from "../helpers/tools.ts";
 import { waitFor } from "../helpers/wait.ts";
 
-const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;
 const CA = await readFixture("ca.pem");
 const CLIENT_CA = await readFixture("client-ca.pem");
-
-function recorder() {
-  const queries: Query[] = [];
-  const handle: Handler = (query) => {
-    queries.push(query);
-    const packet = parse(query.bytes);
-    return { bytes: new Uint8Array(dnsPacket.encode(defaultAnswer(packet))), maxUdpSize: 65535 };
-  };
-  return { queries, handle };
-}
 
 async function withDot(
   mode: ClientAuthMode,
   fn: (dot: TlsListener, queries: Query[]) => Promise<void>,
 ): Promise<void> {
-  const r = recorder();
+  const r = recordingHandler();
   const dot = listenTls({
     url: "tls://127.0.0.1:0",
     hostname: "127.0.0.1",
     port: 0,
     handle: r.handle,
     clock: new FakeClock(),
-    limits: {
-      idleTimeoutMs: 10_000,
-      readTimeoutMs: 3_000,
-      maxConnections: 50,
-      maxConnectionsPerClient: 50,
-      maxPipelined: 100,
-    },
+    limits: TEST_STREAM_LIMITS,
     cert: await readFixture("server.pem"),
     key: await readFixture("server-key.pem"),
     clientAuth: { mode, ca: mode === "none" ? null : CLIENT_CA },
@@ -69,7 +52,7 @@ async function ask(dot: TlsListener, cert: string | null, id = 1): Promise<numbe
     ? { cert: await readFixture(`${cert}.pem`), key: await readFixture(`${cert}-key.pem`) }
     : {};
   return await new Promise<number | null>((resolve) => {
-    let buf = new Uint8Array(0);
+    let buf: Uint8Array = new Uint8Array(0);
     const s = connect({
       host: "127.0.0.1",
       port: dot.addr.port,
@@ -84,10 +67,7 @@ async function ask(dot: TlsListener, cert: string | null, id = 1): Promise<numbe
     };
     s.on("secureConnect", () => s.write(frame(buildQuery("mtls.test", "A", id))));
     s.on("data", (chunk: Uint8Array) => {
-      const next = new Uint8Array(buf.length + chunk.length);
-      next.set(buf);
-      next.set(chunk, buf.length);
-      buf = next;
+      buf = concatBytes(buf, chunk);
       if (buf.length >= 2 && buf.length >= 2 + ((buf[0] << 8) | buf[1])) {
         done(parse(buf.slice(2)).id ?? null);
       }
@@ -143,27 +123,8 @@ Deno.test("none: no certificate is asked for; a reload to require applies to new
   });
 });
 
-async function kdig(bin: string, port: number, cert?: string): Promise<string> {
-  const out = await new Deno.Command(bin, {
-    args: [
-      "@127.0.0.1",
-      "-p",
-      String(port),
-      "+tls",
-      `+tls-ca=${FIXTURES}ca.pem`,
-      "+tls-hostname=dns.test",
-      "+time=3",
-      "+retry=0",
-      ...(cert
-        ? [`+tls-certfile=${FIXTURES}${cert}.pem`, `+tls-keyfile=${FIXTURES}${cert}-key.pem`]
-        : []),
-      "kdig.test",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-}
+/** kdig over TLS to the listener, presenting client certificate fixture `cert` if given. */
+const kdig = (bin: string, port: number, cert?: string) => kdigTls(bin, port, ["kdig.test"], cert);
 
 await toolTest({
   name: "kdig +tls: refused without a client certificate, answered and named with one",

@@ -6,18 +6,17 @@
  * caps count a proxied connection against the client behind the proxy.
  */
 import assert from "node:assert/strict";
-import dnsPacket from "dns-packet";
-import { ProxyGate } from "../../lib/identity/proxy_gate.ts";
-import type { Handler, Listener } from "../../lib/listen/listener.ts";
+import type { Listener } from "../../lib/listen/listener.ts";
 import type { StreamLimits } from "../../lib/listen/stream.ts";
 import { listenTcp } from "../../lib/listen/tcp.ts";
 import { listenTls } from "../../lib/listen/tls.ts";
 import { listenUdp } from "../../lib/listen/udp.ts";
 import type { Query } from "../../lib/pipeline/pipeline.ts";
-import { parseCidrList } from "../../lib/policy/acl.ts";
 import { buildQuery, frame, parse, TcpDnsClient } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
-import { defaultAnswer, readFixture } from "../helpers/fake_dot.ts";
+import { readFixture } from "../helpers/fake_dot.ts";
+import { recordingHandler, TEST_STREAM_LIMITS } from "../helpers/listener.ts";
+import { trustingGate } from "../helpers/proxy_gate.ts";
 import { concatBytes, encodeProxyV1, encodeProxyV2 } from "../helpers/proxy_header.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -25,19 +24,8 @@ const CA = await readFixture("ca.pem");
 const CERT = await readFixture("server.pem");
 const KEY = await readFixture("server-key.pem");
 
-const LIMITS: StreamLimits = {
-  idleTimeoutMs: 10_000,
-  readTimeoutMs: 3_000,
-  maxConnections: 50,
-  maxConnectionsPerClient: 2,
-  maxPipelined: 100,
-};
-
-function gate(trusted: string[]): ProxyGate {
-  const cidrs = parseCidrList(trusted);
-  if (typeof cidrs === "string") throw new Error(cidrs);
-  return new ProxyGate({ trustedProxies: cidrs });
-}
+/** A cap of 2 connections per client, for the test that counts the client behind the proxy. */
+const LIMITS: StreamLimits = { ...TEST_STREAM_LIMITS, maxConnectionsPerClient: 2 };
 
 /** The header a load balancer sends for `client` (v2, or v1 text). */
 function header(
@@ -57,36 +45,50 @@ function header(
   return opts.v1 ? encodeProxyV1({ ...h, version: 1 }) : encodeProxyV2(h);
 }
 
-/** A handler that answers every query and records who asked. */
-function recorder() {
-  const queries: Query[] = [];
-  const handle: Handler = (query) => {
-    queries.push(query);
-    const packet = parse(query.bytes);
-    return { bytes: new Uint8Array(dnsPacket.encode(defaultAnswer(packet))), maxUdpSize: 65535 };
-  };
-  return { queries, handle };
-}
-
-async function withTcp(
+/**
+ * Runs `fn` with a `transport` listener on 127.0.0.1 (fake clock, recording handler) that takes
+ * PROXY headers from `trusted` peers.
+ */
+async function withListener(
+  transport: "tcp" | "tls" | "udp",
   trusted: string[],
   fn: (l: Listener, q: Query[], clock: FakeClock) => Promise<void>,
 ): Promise<void> {
   const clock = new FakeClock();
-  const r = recorder();
-  const l = listenTcp({
-    url: "tcp://127.0.0.1:0",
+  const r = recordingHandler();
+  const common = {
+    url: `${transport}://127.0.0.1:0`,
     hostname: "127.0.0.1",
     port: 0,
     handle: r.handle,
     clock,
-    limits: LIMITS,
-    proxy: gate(trusted),
-  });
+    proxy: trustingGate(trusted),
+  };
+  const l = transport === "udp"
+    ? listenUdp(common)
+    : transport === "tls"
+    ? listenTls({ ...common, limits: LIMITS, cert: CERT, key: KEY })
+    : listenTcp({ ...common, limits: LIMITS });
   try {
     await fn(l, r.queries, clock);
   } finally {
     await l.close();
+  }
+}
+
+/** A UDP socket on 127.0.0.1 that talks to listener `l`; `fn` runs with it, then it closes. */
+async function withUdpClient(
+  l: Listener,
+  fn: (
+    c: { send(b: Uint8Array): Promise<number>; receive(): Promise<Uint8Array> },
+  ) => Promise<void>,
+): Promise<void> {
+  const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const to = { transport: "udp" as const, hostname: "127.0.0.1", port: l.addr.port };
+  try {
+    await fn({ send: (b) => sock.send(b, to), receive: async () => (await sock.receive())[0] });
+  } finally {
+    sock.close();
   }
 }
 
@@ -105,7 +107,7 @@ async function ask(l: Listener, prefix: Uint8Array, id = 7): Promise<number | nu
 const rejected = (l: Listener) => l.identity!()!.proxyRejected;
 
 Deno.test("TCP: a trusted proxy's v2 and v1 headers name the client the handler sees", async () => {
-  await withTcp(["127.0.0.1"], async (l, queries) => {
+  await withListener("tcp", ["127.0.0.1"], async (l, queries) => {
     assert.equal(await ask(l, header("192.0.2.7", 40001), 1), 1);
     assert.equal(await ask(l, header("198.51.100.9", 40002, { v1: true }), 2), 2);
     assert.deepEqual(queries.map((q) => [q.client.hostname, q.client.port]), [
@@ -117,7 +119,7 @@ Deno.test("TCP: a trusted proxy's v2 and v1 headers name the client the handler 
 });
 
 Deno.test("TCP: an untrusted peer's header is refused and counted; its plain DNS is served", async () => {
-  await withTcp(["10.0.0.0/8"], async (l, queries) => {
+  await withListener("tcp", ["10.0.0.0/8"], async (l, queries) => {
     assert.equal(await ask(l, header("192.0.2.7", 40001)), null, "closed");
     assert.equal(await ask(l, header("192.0.2.7", 40001, { v1: true })), null, "closed");
     assert.equal(queries.length, 0, "never read as DNS");
@@ -128,7 +130,7 @@ Deno.test("TCP: an untrusted peer's header is refused and counted; its plain DNS
 });
 
 Deno.test("TCP: a trusted proxy without a header, or with a malformed one, is closed and counted", async () => {
-  await withTcp(["127.0.0.1"], async (l, queries) => {
+  await withListener("tcp", ["127.0.0.1"], async (l, queries) => {
     assert.equal(await ask(l, new Uint8Array(0)), null, "plain DNS from the proxy");
     const bad = header("192.0.2.7", 1);
     bad[12] = 0x31; // version 3
@@ -145,7 +147,7 @@ Deno.test("TCP: a trusted proxy without a header, or with a malformed one, is cl
 });
 
 Deno.test("TCP: a header that never completes is cut off at the read timeout", async () => {
-  await withTcp(["127.0.0.1"], async (l, queries, clock) => {
+  await withListener("tcp", ["127.0.0.1"], async (l, queries, clock) => {
     const c = await TcpDnsClient.connect(l.addr);
     try {
       await c.sendRaw(header("192.0.2.7", 1).subarray(0, 10));
@@ -163,7 +165,7 @@ Deno.test("TCP: a header that never completes is cut off at the read timeout", a
 });
 
 Deno.test("TCP: the per-client cap counts the client behind the proxy, not the proxy", async () => {
-  await withTcp(["127.0.0.1"], async (l) => {
+  await withListener("tcp", ["127.0.0.1"], async (l) => {
     // Five clients through one proxy address, each well under its cap of 2: all stay open.
     const clients: TcpDnsClient[] = [];
     try {
@@ -192,34 +194,18 @@ Deno.test("TCP: the per-client cap counts the client behind the proxy, not the p
 });
 
 Deno.test("DoT: the PROXY header comes before the TLS handshake and names the client", async () => {
-  const clock = new FakeClock();
-  const r = recorder();
-  const dot = listenTls({
-    url: "tls://127.0.0.1:0",
-    hostname: "127.0.0.1",
-    port: 0,
-    handle: r.handle,
-    clock,
-    limits: LIMITS,
-    cert: CERT,
-    key: KEY,
-    proxy: gate(["127.0.0.1"]),
-  });
-  try {
+  await withListener("tls", ["127.0.0.1"], async (dot, queries) => {
     const tcp = await Deno.connect({ hostname: "127.0.0.1", port: dot.addr.port });
     await tcp.write(header("203.0.113.5", 50000));
-    const tls = await Deno.startTls(tcp, { hostname: "dns.test", caCerts: [CA] });
+    const tls = TcpDnsClient.over(
+      await Deno.startTls(tcp, { hostname: "dns.test", caCerts: [CA] }),
+    );
     try {
-      await tls.write(frame(buildQuery("dot.test", "A", 9)));
-      const buf = new Uint8Array(512);
-      let n = 0;
-      while (n < 2 || n < 2 + ((buf[0] << 8) | buf[1])) {
-        const got = await tls.read(buf.subarray(n));
-        assert.ok(got !== null, "answered");
-        n += got;
-      }
-      assert.equal(parse(buf.slice(2, n)).id, 9);
-      assert.deepEqual(r.queries[0].client, { hostname: "203.0.113.5", port: 50000 });
+      await tls.send(buildQuery("dot.test", "A", 9));
+      const reply = await tls.read();
+      assert.ok(reply !== null, "answered");
+      assert.equal(parse(reply).id, 9);
+      assert.deepEqual(queries[0].client, { hostname: "203.0.113.5", port: 50000 });
     } finally {
       tls.close();
     }
@@ -236,70 +222,39 @@ Deno.test("DoT: the PROXY header comes before the TLS handshake and names the cl
       }
     });
     await waitFor(() => dot.identity!()!.proxyRejected.missing_header === 1, "counted");
-  } finally {
-    await dot.close();
-  }
+  });
 });
 
 Deno.test("UDP: a trusted proxy's datagram names the client; the answer goes back to the proxy", async () => {
-  const clock = new FakeClock();
-  const r = recorder();
-  const udp = listenUdp({
-    url: "udp://127.0.0.1:0",
-    hostname: "127.0.0.1",
-    port: 0,
-    handle: r.handle,
-    clock,
-    proxy: gate(["127.0.0.1"]),
+  await withListener("udp", ["127.0.0.1"], async (udp, queries) => {
+    await withUdpClient(udp, async (c) => {
+      const q = buildQuery("udp.test", "A", 11);
+      await c.send(concatBytes(header("192.0.2.77", 5353, { transport: "dgram" }), q));
+      assert.equal(parse(await c.receive()).id, 11);
+      assert.deepEqual(queries[0].client, { hostname: "192.0.2.77", port: 5353 });
+      // From the proxy without a header, and a v1 header (not allowed on UDP): dropped, counted.
+      await c.send(q);
+      await c.send(concatBytes(header("192.0.2.1", 1, { v1: true }), q));
+      await waitFor(() => {
+        const s = udp.identity!()!.proxyRejected;
+        return s.missing_header === 1 && s.malformed_header === 1;
+      }, "both drops are counted");
+      assert.equal(queries.length, 1, "neither was read as DNS");
+    });
   });
-  const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  try {
-    const to = { transport: "udp" as const, hostname: "127.0.0.1", port: udp.addr.port };
-    const q = buildQuery("udp.test", "A", 11);
-    await sock.send(concatBytes(header("192.0.2.77", 5353, { transport: "dgram" }), q), to);
-    const [answer] = await sock.receive();
-    assert.equal(parse(answer).id, 11);
-    assert.deepEqual(r.queries[0].client, { hostname: "192.0.2.77", port: 5353 });
-    // From the proxy without a header, and a v1 header (not allowed on UDP): dropped, counted.
-    await sock.send(q, to);
-    await sock.send(concatBytes(header("192.0.2.1", 1, { v1: true }), q), to);
-    await waitFor(() => {
-      const s = udp.identity!()!.proxyRejected;
-      return s.missing_header === 1 && s.malformed_header === 1;
-    }, "both drops are counted");
-    assert.equal(r.queries.length, 1, "neither was read as DNS");
-  } finally {
-    sock.close();
-    await udp.close();
-  }
 });
 
 Deno.test("UDP: an untrusted peer's header is dropped and counted, its plain DNS served", async () => {
-  const clock = new FakeClock();
-  const r = recorder();
-  const udp = listenUdp({
-    url: "udp://127.0.0.1:0",
-    hostname: "127.0.0.1",
-    port: 0,
-    handle: r.handle,
-    clock,
-    proxy: gate(["10.0.0.0/8"]),
+  await withListener("udp", ["10.0.0.0/8"], async (udp, queries) => {
+    await withUdpClient(udp, async (c) => {
+      await c.send(
+        concatBytes(header("192.0.2.7", 1, { transport: "dgram" }), buildQuery("x.test")),
+      );
+      await waitFor(() => udp.identity!()!.proxyRejected.untrusted_header === 1, "counted");
+      await c.send(buildQuery("direct.test", "A", 12));
+      assert.equal(parse(await c.receive()).id, 12);
+      assert.equal(queries.length, 1);
+      assert.equal(queries[0].client.hostname, "127.0.0.1");
+    });
   });
-  const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  try {
-    const to = { transport: "udp" as const, hostname: "127.0.0.1", port: udp.addr.port };
-    await sock.send(
-      concatBytes(header("192.0.2.7", 1, { transport: "dgram" }), buildQuery("x.test")),
-      to,
-    );
-    await waitFor(() => udp.identity!()!.proxyRejected.untrusted_header === 1, "counted");
-    await sock.send(buildQuery("direct.test", "A", 12), to);
-    const [answer] = await sock.receive();
-    assert.equal(parse(answer).id, 12);
-    assert.equal(r.queries.length, 1);
-    assert.equal(r.queries[0].client.hostname, "127.0.0.1");
-  } finally {
-    sock.close();
-    await udp.close();
-  }
 });
