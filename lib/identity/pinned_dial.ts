@@ -10,7 +10,7 @@
  * does not expose the peer's certificates.
  */
 import { duplexOf, NodeTlsConn } from "../listen/node_conn.ts";
-import { LogThrottle } from "../listen/guard.ts";
+import { LogThrottle } from "../sys/log_throttle.ts";
 import type { Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";

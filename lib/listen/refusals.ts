@@ -14,7 +14,7 @@ import {
 } from "../identity/proxy_gate.ts";
 import type { Clock } from "../sys/clock.ts";
 import { logger } from "../sys/log.ts";
-import { LogThrottle } from "./guard.ts";
+import { LogThrottle } from "../sys/log_throttle.ts";
 
 const log = logger("listen", "identity");
 

@@ -26,14 +26,14 @@
  * parallel branches. Its seam, for the split once those land: StreamSession (one connection) in
  * a module of its own, the listener (accept, admit, evict) here.
  */
-import { decodeQuery, isResponse, Rcode } from "../dns/message.ts";
 import { type ClientAddress, PrefixedConn, type ProxyGate } from "../identity/proxy_gate.ts";
-import { errorReply } from "../dns/reply.ts";
 import type { Answer } from "../pipeline/pipeline.ts";
 import type { Transport } from "../dns/transport.ts";
 import type { Cancel, Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
+import { LogThrottle } from "../sys/log_throttle.ts";
+import { servfailFor } from "./guard.ts";
 import { FramedWriter, FrameReader, MAX_FRAMED_MESSAGE } from "../dns/framing.ts";
 import type { ConnectionState, Handler, Listener } from "./listener.ts";
 import type { TransportConn } from "./node_conn.ts";
@@ -174,12 +174,12 @@ export class StreamListener implements Listener {
   #perClient = new Map<string, number>();
   #accepting = true;
   #loop: Promise<void>;
-  #lastFaultLog = -Infinity;
-  #faultsNotLogged = 0;
+  readonly #faultLog: LogThrottle;
 
   constructor(private readonly listener: Deno.TcpListener, private readonly opts: StreamOptions) {
     this.url = opts.url;
     this.addr = listener.addr;
+    this.#faultLog = new LogThrottle(opts.clock, FAULT_LOG_INTERVAL_MS);
     this.#loop = this.#accept();
   }
 
@@ -324,34 +324,15 @@ export class StreamListener implements Listener {
   /** A handler threw: count it, warn (at most once a minute), answer SERVFAIL if possible. */
   #handlerFailed(query: Uint8Array, err: unknown): Uint8Array | null {
     this.stats.handlerErrors++;
-    const now = this.opts.clock.now();
-    if (now - this.#lastFaultLog >= FAULT_LOG_INTERVAL_MS) {
+    const more = this.#faultLog.take();
+    if (more !== null) {
       log.warn("query handler failed on {url} ({more} more not logged): {err}", {
         url: this.url,
-        more: this.#faultsNotLogged,
+        more,
         err: errText(err),
       });
-      this.#lastFaultLog = now;
-      this.#faultsNotLogged = 0;
-    } else {
-      this.#faultsNotLogged++;
     }
-    return servfailFor(query);
-  }
-}
-
-/**
- * SERVFAIL for a query whose handling failed unexpectedly: the query's ID, question and EDNS
- * echoed. Null when there is nothing to answer (a response, or a query that does not decode).
- */
-export function servfailFor(query: Uint8Array): Uint8Array | null {
-  if (isResponse(query)) return null;
-  const decoded = decodeQuery(query);
-  if (!decoded.ok) return null;
-  try {
-    return errorReply(decoded.value, query, Rcode.SERVFAIL);
-  } catch {
-    return null;
+    return servfailFor(query)?.bytes ?? null;
   }
 }
 

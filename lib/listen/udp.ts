@@ -15,7 +15,7 @@ import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
 import type { ClientAddress, ProxyGate } from "../identity/proxy_gate.ts";
 import type { Answer } from "../pipeline/pipeline.ts";
-import { LogThrottle } from "./guard.ts";
+import { LogThrottle } from "../sys/log_throttle.ts";
 import type { Handler, Listener } from "./listener.ts";
 import { IdentityRefusals, type IdentityState } from "./refusals.ts";
 import {

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { Rcode } from "../../lib/dns/message.ts";
-import { type FaultReport, LogThrottle, QueryGuard, servfailFor } from "../../lib/listen/guard.ts";
+import { type FaultReport, QueryGuard, servfailFor } from "../../lib/listen/guard.ts";
+import { LogThrottle } from "../../lib/sys/log_throttle.ts";
 import type { Handler } from "../../lib/listen/listener.ts";
 import { QueryLog, type QueryLogEntry } from "../../lib/metrics/query_log.ts";
 import type { Answer, Query } from "../../lib/pipeline/pipeline.ts";
