@@ -102,22 +102,28 @@ export interface UdpListener extends Listener {
 export function listenUdp(opts: UdpListenOptions): UdpListener {
   const wildcard = wildcardOf(opts.hostname);
   if (!wildcard) return new SingleUdpListener(opts, bindUdp(opts.hostname, opts.port));
-  const readInterfaces = opts.wildcard?.interfaces ?? listInterfaces;
+  let readInterfaces = opts.wildcard?.interfaces ?? listInterfaces;
+  let shared = false;
   try {
     readInterfaces();
   } catch (err) {
-    // Without --allow-sys=networkInterfaces: serve as before, and say what it costs.
+    // Without --allow-sys=networkInterfaces the host's addresses are unknown: the loopback list
+    // still gets sockets of its own (so 127.0.0.2 is answered from 127.0.0.2), and one wildcard
+    // socket beside them (SO_REUSEADDR) serves every other address, as before.
     log.warn(
-      "{url}: cannot list local addresses ({err}); one wildcard socket serves it, so replies " +
-        "to queries sent to a secondary address may leave from another address and be dropped " +
-        "by the client. Run with --allow-sys=networkInterfaces.",
+      "{url}: cannot list local addresses ({err}); addresses other than the loopback list are " +
+        "served by one wildcard socket, so a reply to a query sent to a secondary address may " +
+        "leave from another address and be dropped by the client. Run with " +
+        "--allow-sys=networkInterfaces.",
       { url: opts.url, err: errText(err) },
     );
-    return new SingleUdpListener(opts, bindUdp(opts.hostname, opts.port));
+    const family = wildcard === "::" ? "IPv6" : "IPv4";
+    readInterfaces = () => [{ family, address: wildcard, scopeid: null }];
+    shared = true;
   }
   for (let attempt = 1;; attempt++) {
     try {
-      return new WildcardUdpListener(opts, wildcard, readInterfaces);
+      return new WildcardUdpListener(opts, wildcard, readInterfaces, shared);
     } catch (err) {
       if (!(err instanceof PortTaken)) throw err;
       if (attempt >= PORT_ZERO_ATTEMPTS) throw err.cause;
@@ -142,8 +148,8 @@ export function fitUdp(answer: Answer): Uint8Array {
     : answer.bytes;
 }
 
-function bindUdp(hostname: string, port: number): Deno.DatagramConn {
-  return Deno.listenDatagram({ transport: "udp", hostname, port });
+function bindUdp(hostname: string, port: number, reuseAddress = false): Deno.DatagramConn {
+  return Deno.listenDatagram({ transport: "udp", hostname, port, reuseAddress });
 }
 
 /** A port chosen by the OS for the first address was taken on another: try another port. */
@@ -338,6 +344,8 @@ class WildcardUdpListener implements UdpListener {
     private readonly opts: UdpListenOptions,
     private readonly wildcard: "0.0.0.0" | "::",
     private readonly readInterfaces: () => readonly InterfaceAddress[],
+    /** Bind with SO_REUSEADDR: the fallback's wildcard socket shares the port with the others. */
+    private readonly reuseAddress = false,
   ) {
     this.url = opts.url;
     this.#shared = new Shared(opts, opts.handle);
@@ -452,7 +460,7 @@ class WildcardUdpListener implements UdpListener {
   #bind(t: BindTarget, port: number): SocketLoop | unknown {
     let socket: Deno.DatagramConn;
     try {
-      socket = bindUdp(t.hostname, port);
+      socket = bindUdp(t.hostname, port, this.reuseAddress);
     } catch (err) {
       const retried = this.#starting && this.opts.port === 0 && !t.loopback &&
         err instanceof Deno.errors.AddrInUse;
