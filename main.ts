@@ -6,6 +6,7 @@
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
 import { probe } from "./lib/admin/probe.ts";
+import { fetchPins, formatPinReport, pinTargetFromUrl } from "./lib/identity/print_pins.ts";
 import { configWarnings, formatConfigError, isConfigError, loadConfig } from "./lib/config/load.ts";
 import { type Config, LOG_LEVELS } from "./lib/config/schema.ts";
 import { openQueryLog, QueryLogError } from "./lib/metrics/log_sinks.ts";
@@ -21,11 +22,18 @@ const USAGE =
   `dotproxy ${denoJson.version} — a DNS proxy: plain DNS in (UDP, TCP), DNS-over-TLS out.
 
 Usage: dotproxy [--config PATH] [--check] [--log-level LEVEL]
+       dotproxy --print-pins URL [--tls-name NAME] [--ca-file PATH]
 
 Options:
   -c, --config PATH      configuration file (default: ./config.toml)
       --check            validate the configuration and exit (0 valid, 2 invalid)
       --log-level LEVEL  override [log] level: ${LOG_LEVELS.join(" | ")}
+      --print-pins URL   connect to a tls:// or https:// server and print the SPKI pin of each
+                         certificate it presents, for an upstream's spki_pins (exit 1 if it
+                         cannot be reached); check out of band that it is the server you mean
+      --tls-name NAME    with --print-pins: the name to ask for and verify (default: the host)
+      --ca-file PATH     with --print-pins: PEM CA certificates to verify against instead of
+                         the system's (the chain is printed either way)
   -h, --help             show this help
   -V, --version          show the version
 `;
@@ -40,6 +48,9 @@ async function main(args: string[]): Promise<number> {
         check: { type: "boolean", default: false },
         "log-level": { type: "string" },
         probe: { type: "string" },
+        "print-pins": { type: "string" },
+        "tls-name": { type: "string" },
+        "ca-file": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "V", default: false },
       },
@@ -60,6 +71,13 @@ async function main(args: string[]): Promise<number> {
   }
   if (flags.probe !== undefined) {
     return await probe(flags.probe, { report: (line) => console.error(line) });
+  }
+  if (flags["print-pins"] !== undefined) {
+    return await printPins(flags["print-pins"], flags["tls-name"], flags["ca-file"]);
+  }
+  if (flags["tls-name"] !== undefined || flags["ca-file"] !== undefined) {
+    console.error(`dotproxy: --tls-name and --ca-file go with --print-pins\n\n${USAGE}`);
+    return 2;
   }
   const level = flags["log-level"];
   if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) {
@@ -157,6 +175,35 @@ async function main(args: string[]): Promise<number> {
   log.info("stopped");
   await teardownLogging();
   return 0;
+}
+
+/**
+ * `--print-pins URL`: the chain the server presents, each certificate with its pin, and the
+ * spki_pins line for its leaf. Exit 0, 1 when the server cannot be reached, 2 on bad usage.
+ */
+async function printPins(url: string, tlsName?: string, caFile?: string): Promise<number> {
+  const target = pinTargetFromUrl(url, tlsName);
+  if ("error" in target) {
+    console.error(`dotproxy: ${target.error}`);
+    return 2;
+  }
+  let ca: string | undefined;
+  if (caFile !== undefined) {
+    try {
+      ca = await Deno.readTextFile(caFile);
+    } catch (err) {
+      console.error(`dotproxy: --ca-file ${caFile}: cannot read: ${errText(err)}`);
+      return 2;
+    }
+  }
+  try {
+    const report = await fetchPins(target, { clock: systemClock, ca });
+    console.log(formatPinReport(report).trimEnd());
+    return 0;
+  } catch (err) {
+    console.error(`dotproxy: --print-pins: ${errText(err)}`);
+    return 1;
+  }
 }
 
 /** The query log the config asks for, or null when it is off. */

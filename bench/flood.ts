@@ -33,7 +33,8 @@
  * 99% of its queries answered in a phase (or dotproxy crashed), 2 usage. See ROBUSTNESS.md.
  */
 import { buildQuery } from "../tests/helpers/dns_client.ts";
-import { findTool, freePort, startUnbound, type Unbound } from "../tests/helpers/unbound.ts";
+import { findTool } from "../tests/helpers/tools.ts";
+import { freePort, startUnbound, type Unbound } from "../tests/helpers/unbound.ts";
 import { numArg, sleep, startWatchdog } from "./lib/cli.ts";
 import { drain, newRec, type Rec, receiveEach, UdpDns } from "./lib/clients.ts";
 import { garbage, GARBAGE_KINDS, metaQuery } from "./lib/garbage.ts";

@@ -24,12 +24,12 @@
 import dnsPacket from "dns-packet";
 import { buildQuery, frame, TcpDnsClient } from "../tests/helpers/dns_client.ts";
 import { startFakePlain } from "../tests/helpers/fake_plain.ts";
-import { type RunningProxy, spawnCli } from "../tests/helpers/process.ts";
+import type { RunningProxy } from "../tests/helpers/process.ts";
 import { freePort } from "../tests/helpers/unbound.ts";
+import { numArg, sleep } from "./lib/cli.ts";
 import { procSnapshot } from "./lib/procfs.ts";
-import { CA } from "./lib/process.ts";
+import { CA, ROOT, spawnProxy } from "./lib/process.ts";
 
-const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const NAME = "big.abuse.test";
 /** 100 TXT records of 240 characters: about 25 KB on the wire. */
 const TXT_RECORDS = 100;
@@ -48,8 +48,6 @@ const SCENARIOS: Record<string, Scenario> = {
   dot: { name: "dot", tls: true, connections: 3, queriesEach: 1000, holdMs: 5000 },
 };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 function bigTxt(q: dnsPacket.Packet): Partial<dnsPacket.Packet> {
   const name = q.questions?.[0]?.name ?? NAME;
   return {
@@ -66,42 +64,28 @@ interface Proxy {
   cli: RunningProxy;
   tcpPort: number;
   tlsPort: number;
-  stop(): Promise<void>;
+  stop(): Promise<number>;
 }
 
+/** dotproxy with TCP and DoT listeners forwarding over TCP to `upstreamPort`, once it answers. */
 async function startProxy(upstreamPort: number): Promise<Proxy> {
-  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-abuse-" });
   const tcpPort = freePort();
   const tlsPort = freePort();
   const fixtures = `${ROOT}tests/fixtures`;
-  const config = `${dir}/dotproxy.toml`;
-  await Deno.writeTextFile(
-    config,
-    [
-      "[[listeners]]",
-      `url = "tcp://127.0.0.1:${tcpPort}"`,
-      "[[listeners]]",
-      `url = "tls://127.0.0.1:${tlsPort}"`,
-      `cert_file = "${fixtures}/server.pem"`,
-      `key_file = "${fixtures}/server-key.pem"`,
-      "[[upstreams]]",
-      `url = "tcp://127.0.0.1:${upstreamPort}"`,
-      "[log]",
-      'level = "warning"',
-      "",
-    ].join("\n"),
-  );
-  const cli = spawnCli(["--config", config], [dir]);
-  const stop = async () => {
-    const timer = setTimeout(() => {
-      try {
-        cli.child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 10_000);
-    await cli.stop("SIGTERM");
-    clearTimeout(timer);
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
+  const toml = [
+    "[[listeners]]",
+    `url = "tcp://127.0.0.1:${tcpPort}"`,
+    "[[listeners]]",
+    `url = "tls://127.0.0.1:${tlsPort}"`,
+    `cert_file = "${fixtures}/server.pem"`,
+    `key_file = "${fixtures}/server-key.pem"`,
+    "[[upstreams]]",
+    `url = "tcp://127.0.0.1:${upstreamPort}"`,
+    "[log]",
+    'level = "warning"',
+    "",
+  ].join("\n");
+  const { cli, stop } = await spawnProxy(toml, "dotproxy-abuse-");
   for (let i = 0; i < 100; i++) {
     try {
       if (await answered({ hostname: "127.0.0.1", port: tcpPort })) {
@@ -234,13 +218,10 @@ async function run(s: Scenario, upstreamPort: number, rounds: number): Promise<s
 
 if (import.meta.main) {
   const args = Deno.args;
-  const pick = (flag: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  const names = (pick("--scenarios") ?? "one,many,dot").split(",");
-  const scale = Number(pick("--hold-scale") ?? "1");
-  const rounds = Number(pick("--rounds") ?? "1");
+  const at = args.indexOf("--scenarios");
+  const names = ((at >= 0 ? args[at + 1] : undefined) ?? "one,many,dot").split(",");
+  const scale = numArg(args, "hold-scale", 1);
+  const rounds = numArg(args, "rounds", 1);
   const upstream = startFakePlain({ answerFor: (q) => bigTxt(q) });
   const rows: string[] = [];
   try {

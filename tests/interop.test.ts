@@ -5,22 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { freeUdpPort, spawnCli } from "./helpers/process.ts";
-import { toolTest } from "./helpers/tools.ts";
+import { digArgs, runTool as run, toolTest } from "./helpers/tools.ts";
 import { startUnbound, UNBOUND_A } from "./helpers/unbound.ts";
 
 const CA = new URL("./fixtures/ca.pem", import.meta.url).pathname;
-
-async function run(bin: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(bin, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  return text;
-}
 
 await toolTest({
   name: "dig and nslookup get unbound's answers through dotproxy over UDP and TCP",
@@ -37,7 +25,7 @@ await toolTest({
     const proxy = spawnCli(["--config", config], [config, CA]);
     try {
       await proxy.waitFor(/started/);
-      const at = ["@127.0.0.1", "-p", String(port), "+time=5", "+tries=1"];
+      const at = digArgs("dig", port);
 
       assert.equal(
         (await run(dig, [...at, "+short", "www.example.test", "A"])).trim(),

@@ -13,13 +13,11 @@ import { type Addr, parse, TcpDnsClient, udpQuery } from "./helpers/dns_client.t
 import { FakeClock } from "./helpers/fake_clock.ts";
 import { type FakeDot, startFakeDot } from "./helpers/fake_dot.ts";
 import { testConfig } from "./helpers/proxy.ts";
-import { findTool, freePort, requireTool } from "./helpers/unbound.ts";
+import { digArgs, runTool as run, toolTest } from "./helpers/tools.ts";
+import { freePort } from "./helpers/unbound.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 const CA = `${FIXTURES}ca.pem`;
-const DIG = await findTool("dig");
-const KDIG = await findTool("kdig");
-const ON_CI = Deno.env.get("CI") === "true";
 
 /** The zone the genreport checks run against, answered like Unbound's local data. */
 const ZONE = "zone.test";
@@ -115,25 +113,18 @@ async function withProxy(extraToml: string, fn: (p: Proxy) => Promise<void>): Pr
   }
 }
 
-async function run(bin: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(bin, { args, stdin: "null", stdout: "piped", stderr: "piped" })
-    .output();
-  return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-}
+const digAt = (a: Addr) => digArgs("dig", a.port);
 
-const digAt = (a: Addr) => ["@" + a.hostname, "-p", String(a.port), "+time=5", "+tries=1"];
-
-Deno.test({
+await toolTest({
   name: "dig told TC=1 by the rate limit retries over TCP and gets its answer (item 1)",
-  ignore: !DIG && !ON_CI,
-  async fn() {
-    assert.ok(await requireTool("dig"));
+  tools: ["dig"],
+  async fn({ dig }) {
     // The clock stands still: one query per prefix and transport, then limited.
     await withProxy(
       '[rate_limit]\nqps = 1\nburst = 1\naction = "truncate"\nslip = 1',
       async (p) => {
-        assert.match(await run(DIG!, [...digAt(p.udp), "first.example.test"]), /status: NOERROR/);
-        const out = await run(DIG!, [...digAt(p.udp), "retry.example.test"]);
+        assert.match(await run(dig, [...digAt(p.udp), "first.example.test"]), /status: NOERROR/);
+        const out = await run(dig, [...digAt(p.udp), "retry.example.test"]);
         assert.match(out, /Truncated, retrying in TCP mode/);
         assert.match(out, /status: NOERROR/);
         assert.match(out, /ANSWER: 1,/);
@@ -142,70 +133,59 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "dig shows the EDE of answers dotproxy decides: CH refused, RD=0 refused (items 3, 9, 10)",
-  ignore: !DIG && !ON_CI,
-  async fn() {
-    assert.ok(await requireTool("dig"));
+  tools: ["dig"],
+  async fn({ dig }) {
     await withProxy("", async (p) => {
-      const ch = await run(DIG!, [...digAt(p.udp), "version.bind", "TXT", "CH"]);
+      const ch = await run(dig, [...digAt(p.udp), "version.bind", "TXT", "CH"]);
       assert.match(ch, /status: REFUSED/);
       assert.match(ch, /EDE: 21 \(Not Supported\)/);
-      const norec = await run(DIG!, [...digAt(p.udp), "+norec", "www.example.test"]);
+      const norec = await run(dig, [...digAt(p.udp), "+norec", "www.example.test"]);
       assert.match(norec, /status: REFUSED/);
       assert.match(norec, /EDE: 20 \(Not Authoritative\)/);
       assert.equal(p.upstream.queries.length, 0, "neither went upstream");
       // AA from the upstream's local data is not passed on (item 8).
-      const a = await run(DIG!, [...digAt(p.udp), "www.example.test"]);
+      const a = await run(dig, [...digAt(p.udp), "www.example.test"]);
       assert.match(a, /flags: qr rd ra;/);
     });
   },
 });
 
-Deno.test({
+await toolTest({
   name: "dig shows EDE 23 with the error kind when the upstream cannot be reached (item 10)",
-  ignore: !DIG && !ON_CI,
-  async fn() {
-    assert.ok(await requireTool("dig"));
+  tools: ["dig"],
+  async fn({ dig }) {
     await withProxy("", async (p) => {
       await p.upstream.close(); // nothing listens there any more: connect fails at once
-      const out = await run(DIG!, [...digAt(p.udp), "down.example.test"]);
+      const out = await run(dig, [...digAt(p.udp), "down.example.test"]);
       assert.match(out, /status: SERVFAIL/);
       assert.match(out, /EDE: 23 \(Network Error\): \(upstream connect\)/);
     });
   },
 });
 
-Deno.test({
+await toolTest({
   name: "kdig +padding over DoT and DoH gets answers padded to 468 bytes; over TCP none (item 4)",
-  ignore: !KDIG && !ON_CI,
-  async fn() {
-    assert.ok(await requireTool("kdig"));
+  tools: ["kdig"],
+  async fn({ kdig }) {
     await withProxy("", async (p) => {
-      const tlsArgs = [`+tls-ca=${CA}`, "+tls-hostname=dns.test", "+time=5", "+retry=0"];
       for (
         const [addr, transport] of [[p.tls, "+tls"], [p.https, "+https=/dns-query"]] as const
       ) {
-        const out = await run(KDIG!, [
-          "@127.0.0.1",
-          "-p",
-          String(addr.port),
+        const out = await run(kdig, [
           transport,
-          ...tlsArgs,
+          ...digArgs("kdig", addr.port, CA),
           "+padding",
           "pad.example.test",
         ]);
         assert.match(out, /PADDING: \d+ B/, out);
         assert.match(out, /Received 468 B/, out);
       }
-      const tcp = await run(KDIG!, [
-        "@127.0.0.1",
-        "-p",
-        String(p.tcp.port),
+      const tcp = await run(kdig, [
         "+tcp",
+        ...digArgs("kdig", p.tcp.port),
         "+padding",
-        "+time=5",
-        "+retry=0",
         "pad.example.test",
       ]);
       assert.doesNotMatch(tcp, /PADDING: [1-9]/, tcp);
@@ -213,14 +193,13 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "dig +subnet with ecs keep: each subnet its own answer, the option echoed (item 5)",
-  ignore: !DIG && !ON_CI,
-  async fn() {
-    assert.ok(await requireTool("dig"));
+  tools: ["dig"],
+  async fn({ dig }) {
     await withProxy('[forwarding]\necs = "keep"', async (p) => {
       for (const subnet of ["198.51.100", "203.0.113", "192.0.2", "198.51.100"]) {
-        const out = await run(DIG!, [
+        const out = await run(dig, [
           ...digAt(p.udp),
           `+subnet=${subnet}.0/24`,
           "ecs.example.test",

@@ -14,17 +14,16 @@ import { buildQuery, parse, udpQuery } from "./helpers/dns_client.ts";
 import { expectedAddress, type FakeDot, startFakeDot } from "./helpers/fake_dot.ts";
 import { FakeHostsFs } from "./helpers/fake_hosts_fs.ts";
 import { startProxy, type TestProxy } from "./helpers/proxy.ts";
+import { toolTest } from "./helpers/tools.ts";
+import { waitFor } from "./helpers/wait.ts";
 import {
+  CORP_ROUTE_TOML,
   CORP_ZONE,
-  haveTool,
+  corpUpstreamToml,
   internalUnboundConfig,
-  requireTool,
   startUnbound,
   type Unbound,
 } from "./helpers/unbound.ts";
-
-const missing = !(await haveTool("unbound"));
-const ignore = missing && Deno.env.get("CI") !== "true";
 
 /** Public answers with private addresses, for rebinding protection. */
 const PUBLIC_PRIVATE: Record<string, string[]> = {
@@ -59,16 +58,8 @@ interface Split {
   corpToml: string;
 }
 
-/** The [[upstreams]] entry of the internal resolver. */
-function corpUpstream(internal: Unbound): string {
-  return `[[upstreams]]\nurl = "udp://127.0.0.1:${internal.port}"\ngroup = "corp"\n`;
-}
-
 const ROUTES = `
-[[routes]]
-domains = ["corp.test", "10.in-addr.arpa"]
-group = "corp"
-
+${CORP_ROUTE_TOML}
 [[routes]]
 domains = ["lab.corp.test", "ads.example"]
 action = "nxdomain"
@@ -87,7 +78,6 @@ async function withSplit(
   fn: (s: Split) => Promise<void>,
   hostsFiles: Record<string, string> = {},
 ): Promise<void> {
-  assert.ok(await requireTool("unbound"), "unbound is required");
   const internal = await startUnbound({ config: internalUnboundConfig });
   const pub = await startFakeDot({ answerFor: publicAnswer });
   const hosts = new FakeHostsFs();
@@ -105,7 +95,7 @@ async function withSplit(
     wallClock: () => 0,
     clock: clockForLog,
   });
-  const corpToml = corpUpstream(internal) + extraToml;
+  const corpToml = corpUpstreamToml(internal.port) + extraToml;
   const proxy = await startProxy([pub], {
     extraToml: corpToml,
     readFile: hosts.readFile,
@@ -156,9 +146,9 @@ async function withClock<T>(s: Split, pending: Promise<T>, stepMs = 500): Promis
   return await out;
 }
 
-Deno.test({
+await toolTest({
   name: "internal names are answered by the internal group only, public names by the default group",
-  ignore,
+  tools: ["unbound"],
   async fn() {
     await withSplit(ROUTES, async (s) => {
       assert.deepEqual(addresses(await ask(s, "www.corp.test")), [CORP_ZONE.www]);
@@ -188,9 +178,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "blocked suffixes inside a routed zone answer NXDOMAIN or REFUSED with EDE 15, unforwarded",
-  ignore,
+  tools: ["unbound"],
   async fn() {
     await withSplit(ROUTES, async (s) => {
       for (const name of ["lab.corp.test", "x.y.lab.corp.test", "ads.example", "a.ads.example"]) {
@@ -210,9 +200,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "while the internal group is down its names get SERVFAIL, never the public answer",
-  ignore,
+  tools: ["unbound"],
   async fn() {
     await withSplit(ROUTES, async (s) => {
       assert.deepEqual(addresses(await ask(s, "www.corp.test")), [CORP_ZONE.www]);
@@ -227,9 +217,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "local zones and localhost are answered here with no upstream traffic",
-  ignore,
+  tools: ["unbound"],
   async fn() {
     await withSplit(ROUTES, async (s) => {
       const lo = parse(await ask(s, "localhost"));
@@ -252,9 +242,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "local_zones = false forwards the private reverse zones to the default group",
-  ignore,
+  tools: ["unbound"],
   async fn() {
     await withSplit(`[routing]\nlocal_zones = false\n`, async (s) => {
       await ask(s, "5.1.168.192.in-addr.arpa", "PTR");
@@ -279,10 +269,10 @@ hosts_files = ["/etc/hosts.lan"]
 hosts_poll = "5s"
 `;
 
-Deno.test({
+await toolTest({
   name:
     "records and hosts files answer locally and reload on SIGHUP and on change; the cache stays",
-  ignore,
+  tools: ["unbound"],
   async fn() {
     await withSplit(
       ROUTES + RECORDS,
@@ -312,13 +302,13 @@ Deno.test({
         // The watcher: a changed file is picked up at the next poll of the fake clock.
         s.hosts.write("/etc/hosts.lan", "192.168.1.3 printer.lan\n10.8.0.1 vpn.corp.test\n");
         s.proxy.clock.advance(5_000);
-        await settle(() => s.proxy.server.routing.generation === 2);
+        await waitFor(() => s.proxy.server.routing.generation === 2, "the hosts file is reloaded");
         assert.deepEqual(addresses(await ask(s, "printer.lan")), ["192.168.1.3"]);
 
         // A bad line keeps the running data.
         s.hosts.write("/etc/hosts.lan", "192.168.1.300 printer.lan\n");
         s.proxy.clock.advance(5_000);
-        await settle(() => s.hosts.reads >= 3);
+        await waitFor(() => s.hosts.reads >= 3, "the bad hosts file is read");
         assert.equal(s.proxy.server.routing.generation, 2);
         assert.deepEqual(addresses(await ask(s, "printer.lan")), ["192.168.1.3"]);
 
@@ -349,9 +339,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "a reload that moves a name to another group makes its cached answer a miss",
-  ignore,
+  tools: ["unbound"],
   async fn() {
     await withSplit("", async (s) => {
       // No route yet: corp.test goes to the default (public) group and is cached.
@@ -379,9 +369,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "rebinding protection removes private addresses from public names only; off by default",
-  ignore,
+  tools: ["unbound"],
   async fn() {
     await withSplit(ROUTES, async (s) => {
       assert.deepEqual(addresses(await ask(s, "rebind.example")), ["192.168.1.66", "203.0.113.7"]);
@@ -410,9 +400,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+await toolTest({
   name: "metrics and the query log show the route that answered",
-  ignore,
+  tools: ["unbound"],
   async fn() {
     await withSplit(ROUTES, async (s) => {
       await ask(s, "www.corp.test");
@@ -436,9 +426,3 @@ Deno.test({
     });
   },
 });
-
-/** Polls `cond` across event-loop turns (bounded), for work started by a timer or socket. */
-async function settle(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setTimeout(r, 0));
-  assert.ok(cond(), "condition not reached");
-}

@@ -6,31 +6,22 @@
  */
 import assert from "node:assert/strict";
 import { freeUdpPort, runCli, spawnCli } from "./helpers/process.ts";
+import { digArgs, runTool, toolTest } from "./helpers/tools.ts";
 import {
+  CORP_ROUTE_TOML,
   CORP_ZONE,
-  findTool,
-  haveTool,
+  corpUpstreamToml,
   internalUnboundConfig,
   loggingUnboundConfig,
-  requireTool,
   startUnbound,
   UNBOUND_A,
 } from "./helpers/unbound.ts";
 
-const TOOLS = ["unbound", "dig"];
 const CA = new URL("./fixtures/ca.pem", import.meta.url).pathname;
-const missing = (await Promise.all(TOOLS.map(haveTool))).some((have) => !have);
-const ignore = missing && Deno.env.get("CI") !== "true";
 
-async function dig(port: number, args: string[]): Promise<string> {
-  const bin = await findTool("dig");
-  const out = await new Deno.Command(bin!, {
-    args: ["@127.0.0.1", "-p", String(port), "+time=5", "+tries=1", ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+/** Runs dig (at `bin`) against 127.0.0.1:`port`; its stdout and stderr. */
+function dig(bin: string, port: number, args: string[]): Promise<string> {
+  return runTool(bin, [...digArgs("dig", port), ...args]);
 }
 
 function config(port: number, publicPort: number, internalPort: number, hosts: string): string {
@@ -44,14 +35,8 @@ url = "tls://127.0.0.1:${publicPort}"
 tls_name = "dns.test"
 ca_file = "${CA}"
 
-[[upstreams]]
-url = "udp://127.0.0.1:${internalPort}"
-group = "corp"
-
-[[routes]]
-domains = ["corp.test", "10.in-addr.arpa"]
-group = "corp"
-
+${corpUpstreamToml(internalPort)}
+${CORP_ROUTE_TOML}
 [[routes]]
 domains = ["blocked.test"]
 action = "nxdomain"
@@ -67,11 +52,10 @@ hosts_poll = "0s"
 `;
 }
 
-Deno.test({
+await toolTest({
   name: "dig through dotproxy: internal names from the internal unbound only, local data, reload",
-  ignore,
-  async fn() {
-    for (const t of TOOLS) assert.ok(await requireTool(t), `${t} is required`);
+  tools: ["unbound", "dig"],
+  async fn(bin) {
     const pub = await startUnbound({ config: loggingUnboundConfig });
     const internal = await startUnbound({ config: internalUnboundConfig });
     const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-split-" });
@@ -83,7 +67,8 @@ Deno.test({
     const proxy = spawnCli(["--config", path], [path, CA, hosts]);
     try {
       await proxy.waitFor(/started/);
-      const short = async (...args: string[]) => (await dig(port, ["+short", ...args])).trim();
+      const short = async (...args: string[]) =>
+        (await dig(bin.dig, port, ["+short", ...args])).trim();
 
       assert.equal(await short("www.corp.test"), CORP_ZONE.www);
       assert.equal(await short("+tcp", "DB.corp.TEST"), CORP_ZONE.db);
@@ -93,12 +78,12 @@ Deno.test({
       assert.equal(await short("nas.home.arpa"), "192.168.1.10");
       assert.equal(await short("printer.lan"), "192.168.1.2");
       assert.equal(await short("-x", "192.168.1.2"), "printer.lan.");
-      const local = await dig(port, ["nas.home.arpa"]);
+      const local = await dig(bin.dig, port, ["nas.home.arpa"]);
       assert.match(local, /flags:[^;]* aa/);
-      const blocked = await dig(port, ["x.blocked.test"]);
+      const blocked = await dig(bin.dig, port, ["x.blocked.test"]);
       assert.match(blocked, /status: NXDOMAIN/);
       assert.match(blocked, /EDE: 15 \(Blocked\)/);
-      assert.match(await dig(port, ["printer.local"]), /status: NXDOMAIN/);
+      assert.match(await dig(bin.dig, port, ["printer.local"]), /status: NXDOMAIN/);
 
       // The public resolver never saw an internal, local or blocked name.
       const seen = pub.log();

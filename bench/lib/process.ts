@@ -4,7 +4,8 @@
  * whose output is parsed into a report when they end. Loopback only.
  */
 import { type RunningProxy, spawnCli } from "../../tests/helpers/process.ts";
-import { findTool, freePort, startUnbound, type Unbound } from "../../tests/helpers/unbound.ts";
+import { findTool } from "../../tests/helpers/tools.ts";
+import { freePort, startUnbound, type Unbound } from "../../tests/helpers/unbound.ts";
 import { sleep } from "./cli.ts";
 import { UdpDns } from "./clients.ts";
 
@@ -35,46 +36,29 @@ function freeUdpTcpPort(): number {
   throw new Error("no free UDP+TCP port");
 }
 
+/** A dotproxy process running on a config in its own temp directory. */
+export interface ProxyProcess {
+  cli: RunningProxy;
+  /** SIGTERM, then SIGKILL after 10 s; resolves with the exit code; removes the temp dir. */
+  stop(): Promise<number>;
+}
+
 /**
- * Starts `deno run --allow-net --allow-read=<root>,<tmp> main.ts --config <tmp>/dotproxy.toml`
- * with UDP+TCP listeners on one port of 127.0.0.1, the admin listener, log level warning, one
- * DoT upstream (unbound on `upstreamPort`, tls_name dns.test, the test CA) and `extraToml`.
- * Resolves once a query under `test.` is answered NOERROR.
+ * Writes `toml` to <tmp>/dotproxy.toml (tmp a new directory named `prefix`…) and starts
+ * `deno run --allow-net --allow-read=<root>,<tmp> main.ts --config <tmp>/dotproxy.toml`.
+ * Does not wait for it to serve.
  */
-export async function startProxy(upstreamPort: number, extraToml = ""): Promise<Proxy> {
-  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-robust-" });
-  const port = freeUdpTcpPort();
-  const adminPort = freePort();
+export async function spawnProxy(toml: string, prefix: string): Promise<ProxyProcess> {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix });
   const config = `${dir}/dotproxy.toml`;
-  await Deno.writeTextFile(
-    config,
-    [
-      "[[listeners]]",
-      `url = "udp://127.0.0.1:${port}"`,
-      "[[listeners]]",
-      `url = "tcp://127.0.0.1:${port}"`,
-      "[[upstreams]]",
-      `url = "tls://127.0.0.1:${upstreamPort}"`,
-      'tls_name = "dns.test"',
-      `ca_file = "${CA}"`,
-      "[admin]",
-      `address = "127.0.0.1:${adminPort}"`,
-      "[log]",
-      'level = "warning"',
-      extraToml,
-      "",
-    ].join("\n"),
-  );
   let cli: RunningProxy;
   try {
+    await Deno.writeTextFile(config, toml);
     cli = spawnCli(["--config", config], [dir]);
   } catch (err) {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw err;
   }
-  const dns = { hostname: "127.0.0.1", port };
-  let exited = false;
-  cli.child.status.then(() => exited = true);
   const stop = async () => {
     const timer = setTimeout(() => {
       try {
@@ -86,6 +70,37 @@ export async function startProxy(upstreamPort: number, extraToml = ""): Promise<
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     return code;
   };
+  return { cli, stop };
+}
+
+/**
+ * Starts dotproxy ({@link spawnProxy}) with UDP+TCP listeners on one port of 127.0.0.1, the
+ * admin listener, log level warning, one DoT upstream (unbound on `upstreamPort`, tls_name
+ * dns.test, the test CA) and `extraToml`. Resolves once a query under `test.` is answered NOERROR.
+ */
+export async function startProxy(upstreamPort: number, extraToml = ""): Promise<Proxy> {
+  const port = freeUdpTcpPort();
+  const adminPort = freePort();
+  const toml = [
+    "[[listeners]]",
+    `url = "udp://127.0.0.1:${port}"`,
+    "[[listeners]]",
+    `url = "tcp://127.0.0.1:${port}"`,
+    "[[upstreams]]",
+    `url = "tls://127.0.0.1:${upstreamPort}"`,
+    'tls_name = "dns.test"',
+    `ca_file = "${CA}"`,
+    "[admin]",
+    `address = "127.0.0.1:${adminPort}"`,
+    "[log]",
+    'level = "warning"',
+    extraToml,
+    "",
+  ].join("\n");
+  const { cli, stop } = await spawnProxy(toml, "dotproxy-robust-");
+  const dns = { hostname: "127.0.0.1", port };
+  let exited = false;
+  cli.child.status.then(() => exited = true);
   const probe = new UdpDns("127.0.0.1", dns);
   try {
     for (let i = 0; i < 300; i++) {

@@ -1,23 +1,36 @@
 /**
  * The enumerations the configuration accepts, each declared once as a const array with its type
  * derived from it; readers, messages and other modules (metrics labels, listeners) derive from
- * these. Re-exported by schema.ts.
+ * these. Re-exported by schema.ts. Enumerations owned by the code that implements them are
+ * declared there and imported by their section: transports (lib/dns/transport.ts, shared with
+ * the listeners, the pipeline and the metrics), strategies (lib/upstream/group.ts), route and
+ * rebinding actions (lib/route/).
  */
 
-/** Listener URL schemes: plain DNS (udp, tcp), DNS-over-TLS (tls), DNS-over-HTTPS (https, http). */
-export const LISTENER_PROTOCOLS = ["udp", "tcp", "tls", "https", "http"] as const;
+import {
+  ENCRYPTED_TRANSPORTS,
+  PLAIN_TRANSPORTS,
+  type Transport,
+  TRANSPORTS,
+} from "../dns/transport.ts";
+
+/**
+ * Listener URL schemes: every transport (lib/dns/transport.ts), plus http:// for DNS-over-HTTPS
+ * behind a TLS-terminating front (its queries count as transport https).
+ */
+export const LISTENER_PROTOCOLS = [...TRANSPORTS, "http"] as const;
 /** A listener URL scheme. */
 export type ListenerProtocol = typeof LISTENER_PROTOCOLS[number];
 
-/** Upstream URL schemes: DNS-over-TLS, DNS-over-HTTPS, plain DNS. */
-export const UPSTREAM_PROTOCOLS = ["tls", "https", "udp", "tcp"] as const;
+/** Upstream URL schemes: every transport, the encrypted ones first (as messages suggest them). */
+export const UPSTREAM_PROTOCOLS = [...ENCRYPTED_TRANSPORTS, ...PLAIN_TRANSPORTS] as const;
 /** An upstream URL scheme. */
 export type UpstreamProtocol = typeof UPSTREAM_PROTOCOLS[number];
 
-/** How a group of upstreams shares the queries. */
-export const FORWARDING_STRATEGIES = ["failover", "round_robin", "fastest", "parallel"] as const;
-/** A [forwarding] strategy. */
-export type ForwardingStrategy = typeof FORWARDING_STRATEGIES[number];
+/** The transport a listener's queries arrive over: http:// serves DNS-over-HTTPS too. */
+export function listenerTransport(protocol: ListenerProtocol): Transport {
+  return protocol === "http" ? "https" : protocol;
+}
 
 /** What happens to a client's EDNS Client Subnet option (RFC 7871). */
 export const ECS_ACTIONS = ["strip", "keep"] as const;

@@ -19,6 +19,7 @@ import { ACCESS } from "./sections/access.ts";
 import { readAdmin } from "./sections/admin.ts";
 import { SECTIONS } from "./sections/all.ts";
 import { CACHE, readCache } from "./sections/cache.ts";
+import { checkClients, checkDeclaredNames, CLIENTS, readClient } from "./sections/clients.ts";
 import { BOOTSTRAP_EXAMPLE, FORWARDING, readForwarding } from "./sections/forwarding.ts";
 import { LIMITS } from "./sections/limits.ts";
 import { checkListenerAddresses, LISTENERS, readListener } from "./sections/listeners.ts";
@@ -180,6 +181,9 @@ async function validate(text: string, opts: ParseOptions): Promise<Config> {
     hosts,
     warnings: hostsWarnings,
   });
+  const clients = entries(root, CLIENTS, keys, false).map(([t, at]) => readClient(t, at));
+  checkClients(clients);
+  files.then(() => checkDeclaredNames(clients, listeners));
   const parts = { routes, records, routing, groups: groupNames };
   files.then(() => checkRouting(parts, hosts));
 
@@ -201,6 +205,7 @@ async function validate(text: string, opts: ParseOptions): Promise<Config> {
     routes,
     records,
     routing,
+    clients,
     hostsWarnings,
     path: opts.path,
   };

@@ -8,6 +8,7 @@
 import type { AccessConfig } from "./sections/access.ts";
 import type { AdminConfig } from "./sections/admin.ts";
 import type { CacheConfig } from "./sections/cache.ts";
+import type { ClientConfig } from "./sections/clients.ts";
 import type { ForwardingConfig } from "./sections/forwarding.ts";
 import type { GroupConfig } from "./sections/groups.ts";
 import type { LimitsConfig } from "./sections/limits.ts";
@@ -25,6 +26,7 @@ export * from "./enums.ts";
 export { type AccessConfig, DEFAULT_ACCESS } from "./sections/access.ts";
 export type { AdminConfig } from "./sections/admin.ts";
 export { type CacheConfig, DEFAULT_CACHE } from "./sections/cache.ts";
+export type { ClientConfig } from "./sections/clients.ts";
 export {
   type BootstrapServer,
   DEFAULT_BOOTSTRAP_PORT,
@@ -90,6 +92,8 @@ export interface Config {
   /** [[records]], in config order. */
   records: RecordConfig[];
   routing: RoutingConfig;
+  /** [[clients]]: named clients, in config order. */
+  clients: ClientConfig[];
   /** Lines a hosts file had that were skipped (file:line: why), for warnings. */
   hostsWarnings: string[];
   /** The config file path, for messages. */

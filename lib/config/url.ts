@@ -6,7 +6,7 @@
  * reported instead.
  */
 
-import { isIPv4, isIPv6 } from "./ip.ts";
+import { isIPv4, isIPv6 } from "../net/ip.ts";
 
 /** What a URL names: scheme, bare IP literal or DNS name, port and (for some schemes) a path. */
 export interface Endpoint {

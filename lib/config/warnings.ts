@@ -5,7 +5,7 @@
 
 import { type Cidr, formatCidr, isPublicAddress } from "../policy/acl.ts";
 import { formatValue } from "./errors.ts";
-import { ipKey } from "./ip.ts";
+import { ipKey } from "../net/ip.ts";
 import { type AccessConfig, type Config, DEFAULT_GROUP } from "./schema.ts";
 
 /** One human line per risky setting in `config`, in config order; empty when there is none. */
@@ -40,8 +40,9 @@ export function configWarnings(config: Config): string[] {
     if (anyProxy.length > 0) {
       out.push(
         `listeners[${i}].trusted_proxies includes ${anyProxy.map(formatCidr).join(", ")}: ` +
-          `any client may claim any address in ${l.clientHeader}, escaping access rules and ` +
-          `rate limits; list only your load balancers`,
+          `any client may claim any address in ${
+            l.clientHeader ?? "its PROXY protocol header"
+          }, escaping access rules and rate limits; list only your load balancers`,
       );
     }
     if (l.protocol === "http" && trusted.length === 0) {
@@ -51,6 +52,8 @@ export function configWarnings(config: Config): string[] {
       );
     }
   });
+
+  out.push(...unmatchableNames(config));
 
   if (!config.forwarding.padding) {
     const encrypted = config.upstreams.filter((u) =>
@@ -101,4 +104,32 @@ function exposure(hostname: string): string | null {
 function admitsEveryone(access: Readonly<AccessConfig>): string[] {
   const denied = (c: Cidr) => access.deny.some((d) => d.family === c.family && d.prefix === 0);
   return access.allow.filter((c) => c.prefix === 0 && !denied(c)).map(formatCidr);
+}
+
+/**
+ * Names in allow_clients / deny_clients that nothing can ever give a client: not a [[clients]]
+ * entry, and no listener asks for client certificates (whose names cannot be known here).
+ */
+function unmatchableNames(config: Config): string[] {
+  const declared = new Set(config.clients.map((c) => c.name));
+  const certificates = config.listeners.some((l) => l.clientAuth && l.clientAuth !== "none");
+  if (certificates) return [];
+  const out: string[] = [];
+  const check = (access: AccessConfig, at: string) => {
+    for (const key of ["allowClients", "denyClients"] as const) {
+      const toml = key === "allowClients" ? "allow_clients" : "deny_clients";
+      for (const name of access[key]) {
+        if (declared.has(name)) continue;
+        out.push(
+          `${at}.${toml} names ${formatValue(name)}, but no [[clients]] entry has that name and ` +
+            `no listener asks for client certificates, so it never matches`,
+        );
+      }
+    }
+  };
+  check(config.access, "access");
+  config.listeners.forEach((l, i) => {
+    if (l.access) check(l.access, `listeners[${i}].access`);
+  });
+  return out;
 }

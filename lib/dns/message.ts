@@ -23,7 +23,10 @@ export const Flag = {
 /** Opcodes (flags bits 11..14) the proxy has to tell apart. */
 export const Opcode = { QUERY: 0, IQUERY: 1, STATUS: 2, NOTIFY: 4, UPDATE: 5 } as const;
 
-/** Response codes the proxy produces or inspects; BADVERS needs EDNS (it is above 15). */
+/**
+ * Registered rcodes by mnemonic (IANA "DNS RCODEs"), the one table of them: code, the query log
+ * and the metrics labels derive from it. Above 15 they need EDNS (16 is BADVERS there).
+ */
 export const Rcode = {
   NOERROR: 0,
   FORMERR: 1,
@@ -31,31 +34,134 @@ export const Rcode = {
   NXDOMAIN: 3,
   NOTIMP: 4,
   REFUSED: 5,
+  YXDOMAIN: 6,
+  YXRRSET: 7,
+  NXRRSET: 8,
+  NOTAUTH: 9,
+  NOTZONE: 10,
+  DSOTYPENI: 11,
   BADVERS: 16,
+  BADKEY: 17,
+  BADTIME: 18,
+  BADMODE: 19,
+  BADNAME: 20,
+  BADALG: 21,
+  BADTRUNC: 22,
+  BADCOOKIE: 23,
 } as const;
 
-/** RR types the proxy names in code (policy, probes, tests); others are just numbers. */
+/**
+ * Registered RR types by mnemonic (IANA "Resource Record (RR) TYPEs"), the one table of them:
+ * code, the query log and the metrics labels derive from it; other types are just numbers.
+ */
 export const RRType = {
   A: 1,
   NS: 2,
+  MD: 3,
+  MF: 4,
   CNAME: 5,
   SOA: 6,
+  MB: 7,
+  MG: 8,
+  MR: 9,
+  NULL: 10,
+  WKS: 11,
   PTR: 12,
+  HINFO: 13,
+  MINFO: 14,
   MX: 15,
   TXT: 16,
+  RP: 17,
+  AFSDB: 18,
+  X25: 19,
+  ISDN: 20,
+  RT: 21,
+  NSAP: 22,
+  "NSAP-PTR": 23,
+  SIG: 24,
+  KEY: 25,
+  PX: 26,
+  GPOS: 27,
   AAAA: 28,
+  LOC: 29,
+  NXT: 30,
   SRV: 33,
+  NAPTR: 35,
+  KX: 36,
+  CERT: 37,
+  A6: 38,
+  DNAME: 39,
   OPT: 41,
+  APL: 42,
   DS: 43,
+  SSHFP: 44,
+  IPSECKEY: 45,
   RRSIG: 46,
   NSEC: 47,
   DNSKEY: 48,
+  DHCID: 49,
+  NSEC3: 50,
+  NSEC3PARAM: 51,
+  TLSA: 52,
+  SMIMEA: 53,
+  HIP: 55,
+  CDS: 59,
+  CDNSKEY: 60,
+  OPENPGPKEY: 61,
+  CSYNC: 62,
+  ZONEMD: 63,
+  SVCB: 64,
   HTTPS: 65,
+  SPF: 99,
+  NID: 104,
+  L32: 105,
+  L64: 106,
+  LP: 107,
+  EUI48: 108,
+  EUI64: 109,
+  TKEY: 249,
+  TSIG: 250,
+  IXFR: 251,
+  AXFR: 252,
+  MAILB: 253,
+  MAILA: 254,
   ANY: 255,
+  URI: 256,
+  CAA: 257,
+  AVC: 258,
+  DOA: 259,
+  AMTRELAY: 260,
+  RESINFO: 261,
+  TA: 32768,
+  DLV: 32769,
 } as const;
 
 /** The Internet class, the only one the proxy builds queries for. */
 export const CLASS_IN = 1;
+
+/** A registered RR type mnemonic: a key of RRType. */
+export type RRTypeName = keyof typeof RRType;
+/** A registered rcode mnemonic: a key of Rcode. */
+export type RcodeName = keyof typeof Rcode;
+
+/** RRType reversed, for presentation. */
+const TYPE_NAMES: ReadonlyMap<number, string> = new Map(
+  Object.entries(RRType).map(([name, value]) => [value, name]),
+);
+/** Rcode reversed, for presentation. */
+const RCODE_NAMES: ReadonlyMap<number, string> = new Map(
+  Object.entries(Rcode).map(([name, value]) => [value, name]),
+);
+
+/** Presentation name of an RR type: its mnemonic, else `TYPEnnn` (RFC 3597 §5). */
+export function typeName(qtype: number): string {
+  return TYPE_NAMES.get(qtype) ?? `TYPE${qtype}`;
+}
+
+/** Presentation name of an rcode: its mnemonic, else `RCODEnnn`. */
+export function rcodeName(rcode: number): string {
+  return RCODE_NAMES.get(rcode) ?? `RCODE${rcode}`;
+}
 
 /** The 12-byte header with the flags word kept whole (use Flag, opcodeOf, rcodeOf). */
 export interface Header {

@@ -19,6 +19,8 @@ import {
   Rcode,
   RRType,
 } from "./message.ts";
+import { putU16 } from "./bytes.ts";
+import { rdataNameOffsets } from "./rdata_names.ts";
 import { MAX_NAME_LENGTH, nameFromString, namesEqual } from "./wire.ts";
 
 /** Default advertised EDNS UDP size: the DNS Flag Day 2020 value that avoids IP fragmentation. */
@@ -34,11 +36,6 @@ function checkU16(v: number, what: string): void {
   if (!Number.isInteger(v) || v < 0 || v > 0xffff) {
     throw new RangeError(`${what} must be an integer in [0, 65535], got ${v}`);
   }
-}
-
-function putU16(out: Uint8Array, p: number, v: number): void {
-  out[p] = v >>> 8;
-  out[p + 1] = v;
 }
 
 function writeHeader(
@@ -266,32 +263,6 @@ export function questionMatches(a: Question | null, b: Question | null): boolean
 }
 
 /**
- * Where compressible names sit in the rdata of the types RFC 1035/3597 allow compression in (and
- * the few later types that copied it): byte offsets of fixed fields to skip before each name, so
- * pointers in them can be moved when bytes before their targets are cut out.
- */
-const RDATA_NAME_LAYOUT: ReadonlyMap<number, readonly number[]> = new Map([
-  [RRType.NS, [0]],
-  [3, [0]], // MD
-  [4, [0]], // MF
-  [RRType.CNAME, [0]],
-  [RRType.SOA, [0, 0]],
-  [7, [0]], // MB
-  [8, [0]], // MG
-  [9, [0]], // MR
-  [RRType.PTR, [0]],
-  [14, [0, 0]], // MINFO
-  [RRType.MX, [2]],
-  [17, [0, 0]], // RP
-  [18, [2]], // AFSDB
-  [21, [2]], // RT
-  [26, [2, 0]], // PX
-  [RRType.SRV, [6]],
-  [36, [2]], // KX
-  [39, [0]], // DNAME
-]);
-
-/**
  * Walks the name at `p` in `buf` (not past `limit`) and rewrites each compression pointer whose
  * target lies at or after `cutEnd` to point `cutLen` bytes earlier. Returns the offset after the
  * name, or -1 if the name is malformed or points into the removed range [cutEnd - cutLen, cutEnd).
@@ -373,7 +344,7 @@ function shiftRdataNames(
   cutEnd: number,
   cutLen: number,
 ): boolean {
-  const layout = RDATA_NAME_LAYOUT.get(type);
+  const layout = rdataNameOffsets(type);
   if (!layout) return true;
   let p = rdata;
   for (const skip of layout) {

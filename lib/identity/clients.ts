@@ -9,7 +9,7 @@
  * behaviour.
  */
 import { type Cidr, formatCidr, parseCidr } from "../policy/acl.ts";
-import { parseClientAddress } from "../policy/ip.ts";
+import { parseClientAddress } from "../net/ip.ts";
 import { ANONYMOUS_LABEL, clientNameProblem } from "./names.ts";
 
 /** One `[[clients]]` entry as configured. */

@@ -9,7 +9,7 @@
  * recently seen bucket and the oldest block are forgotten (a flood from many addresses buys each
  * one at most a fresh allowance, never unbounded memory). Time comes from the injected Clock.
  */
-import { parseClientAddress } from "../policy/ip.ts";
+import { parseClientAddress } from "../net/ip.ts";
 import { RateLimiter } from "../policy/rate_limit.ts";
 import type { Clock } from "../sys/clock.ts";
 

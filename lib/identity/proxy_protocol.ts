@@ -10,7 +10,7 @@
  * all is the listener's policy (lib/identity/proxy_gate.ts), not the parser's.
  */
 import { formatCidr } from "../policy/acl.ts";
-import { parseIPv4, parseIPv6 } from "../policy/ip.ts";
+import { parseIPv4, parseIPv6 } from "../net/ip.ts";
 import { crc32c } from "./crc32c.ts";
 
 /** The 12 bytes every v2 header starts with ("\r\n\r\n\0\r\nQUIT\n"). */

@@ -22,7 +22,7 @@
  * Several header lines count as one comma-separated list in order (as `Headers.get` joins them).
  */
 import type { Acl } from "../policy/acl.ts";
-import { parseIPv4, parseIPv6 } from "../policy/ip.ts";
+import { parseIPv4, parseIPv6 } from "../net/ip.ts";
 
 /** An address and port (0 when not given), as the pipeline's client. */
 export interface ClientAddress {

@@ -8,9 +8,11 @@
  */
 import { decodeHeader, decodeQuery, isResponse, type Message, Rcode } from "../dns/message.ts";
 import { DEFAULT_EDNS_UDP_SIZE, errorReply } from "../dns/reply.ts";
-import type { Answer, Query, Transport } from "../pipeline/pipeline.ts";
+import type { Answer, Query } from "../pipeline/pipeline.ts";
+import type { Transport } from "../dns/transport.ts";
 import type { Clock } from "../sys/clock.ts";
 import { logger } from "../sys/log.ts";
+import { LogThrottle } from "../sys/log_throttle.ts";
 import type { Handler } from "./listener.ts";
 
 /** At most one log line per this many milliseconds about internal errors (the rest are counted). */
@@ -41,30 +43,6 @@ export interface FaultReport {
   error: unknown;
   /** Faults since the previous report that were counted but not logged. */
   suppressed: number;
-}
-
-/**
- * Lets one event through per interval and counts the rest, so a fault that repeats on every
- * query cannot flood the log (or cost more CPU than the queries it breaks).
- */
-export class LogThrottle {
-  #nextAt = -Infinity;
-  #suppressed = 0;
-
-  constructor(private readonly clock: Clock, private readonly intervalMs: number) {}
-
-  /** Null when this event should stay silent; otherwise how many were silenced before it. */
-  take(): number | null {
-    const now = this.clock.now();
-    if (now < this.#nextAt) {
-      this.#suppressed++;
-      return null;
-    }
-    this.#nextAt = now + this.intervalMs;
-    const suppressed = this.#suppressed;
-    this.#suppressed = 0;
-    return suppressed;
-  }
 }
 
 /**

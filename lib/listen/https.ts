@@ -12,17 +12,25 @@
  * TLS context of the front: new connections get the new certificate, established ones keep
  * theirs. Request bodies are bounded in size and time and settled before any answer
  * (lib/listen/http_body.ts).
+ *
+ * Client credentials (`client_auth` with tokens: lib/identity/doh_auth.ts): a request is checked
+ * before any DNS work, after the client address is known (the failure limiter counts per client):
+ * a missing or wrong token gets 401 (404 in the path form `/dns-query/<token>`), an address
+ * blocked after repeated failures 429; each refusal is counted by reason and logged rate-limited,
+ * never with the path (it may carry a token). The token's name becomes the query's clientName.
  */
 import { createSecureContext, type SecureContext } from "node:tls";
+import { MAX_FRAMED_MESSAGE } from "../dns/framing.ts";
 import { CLASS_IN, decodeMessage, Rcode, RRType } from "../dns/message.ts";
-import { Acl, parseCidr } from "../policy/acl.ts";
+import { DohAuthenticator } from "../identity/doh_auth.ts";
+import { Acl, type Cidr } from "../policy/acl.ts";
 import type { Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
 import { ClientResolver } from "./forwarded.ts";
 import { type BodyLimits, discardBody, readBody } from "./http_body.ts";
 import type { ConnectionState, Handler, Listener } from "./listener.ts";
-import { MAX_FRAMED_MESSAGE } from "./framing.ts";
+import { IdentityRefusals, type IdentityState } from "./refusals.ts";
 import type { StreamLimits } from "./stream.ts";
 import { checkCertificate } from "./tls.ts";
 import { type FrontStats, type HttpFront, INNER_HOST, startFront } from "./http_front.ts";
@@ -51,11 +59,11 @@ export interface HttpsOptions {
   cert?: string;
   key?: string;
   /**
-   * Peers whose client-address header is believed: addresses or prefixes ("10.0.0.0/8",
-   * "2001:db8::/32"; an IPv4-mapped peer matches the IPv4 ones). Default none. Only the load
-   * balancers: a peer listed here that sends no usable header gets 400 (lib/listen/forwarded.ts).
+   * Peers whose client-address header is believed: prefixes as the config parsed them (an
+   * IPv4-mapped peer matches the IPv4 ones). Default none. Only the load balancers: a peer
+   * listed here that sends no usable header gets 400 (lib/listen/forwarded.ts).
    */
-  trustedProxies?: string[];
+  trustedProxies?: readonly Cidr[];
   /**
    * The header naming the client: "x-forwarded-for" (default), "forwarded" (RFC 7239), or a
    * single-address header such as "x-real-ip".
@@ -63,6 +71,11 @@ export interface HttpsOptions {
   clientHeader?: string;
   /** Connection limits and timeouts, shared with the stream listeners. */
   limits: StreamLimits;
+  /**
+   * Token check (`client_auth` with tokens); absent: none, every client anonymous. Its base
+   * path must be `path`.
+   */
+  auth?: DohAuthenticator | null;
 }
 
 /** A DoH listener whose certificate can be replaced while it runs. */
@@ -75,6 +88,8 @@ export interface HttpsListener extends Listener {
    * is unusable, the listener is plain HTTP, or it is stopping.
    */
   reloadCertificate(cert: string, key: string): void;
+  /** Checks requests from now on with `auth` (new tokens, mode or failure limits). */
+  reloadAuth(auth: DohAuthenticator | null): void;
 }
 
 /**
@@ -96,23 +111,23 @@ class DohListener implements HttpsListener {
   #abort: () => void = () => {};
   #aborted: Promise<void>;
   #clients: ClientResolver;
+  #auth: DohAuthenticator;
+  readonly #refusals: IdentityRefusals;
 
   constructor(private readonly opts: HttpsOptions) {
     if ((opts.cert === undefined) !== (opts.key === undefined)) {
       throw new Error("cert and key must be given together (neither: plain HTTP)");
     }
     this.#context = opts.cert !== undefined ? secureContext(opts.cert, opts.key!) : null;
-    const proxies = (opts.trustedProxies ?? []).map((text) => {
-      const cidr = parseCidr(text);
-      if (typeof cidr === "string") throw new Error(`trusted proxy ${cidr}`);
-      return cidr;
-    });
+    const proxies = opts.trustedProxies ?? [];
     this.#clients = new ClientResolver({
       trusted: proxies.length > 0 ? new Acl(proxies, []) : null,
       header: opts.clientHeader ?? DEFAULT_CLIENT_HEADER,
     });
     this.#aborted = new Promise((resolve) => (this.#abort = resolve));
     this.url = opts.url;
+    this.#auth = this.#authOrNone(opts.auth ?? null);
+    this.#refusals = new IdentityRefusals(opts.url, opts.clock);
     this.#server = Deno.serve({
       hostname: INNER_HOST,
       port: 0,
@@ -169,6 +184,21 @@ class DohListener implements HttpsListener {
     if (this.opts.cert === undefined) throw new Error(`${this.url} is plain HTTP: no certificate`);
     if (this.#shutdown) throw new Error(`${this.url} is stopping`);
     this.#bound().setContext(secureContext(cert, key));
+  }
+
+  reloadAuth(auth: DohAuthenticator | null): void {
+    this.#auth = this.#authOrNone(auth);
+  }
+
+  /** Refusals for credentials, by reason. */
+  identity(): IdentityState {
+    return this.#refusals.state();
+  }
+
+  /** `auth`, or the check that asks for nothing (the base path only, everyone anonymous). */
+  #authOrNone(auth: DohAuthenticator | null): DohAuthenticator {
+    return auth ??
+      new DohAuthenticator({ mode: "none", store: null, limiter: null, basePath: this.opts.path });
   }
 
   stopAccepting(): void {
@@ -233,7 +263,9 @@ class DohListener implements HttpsListener {
 
   async #answer(req: Request, peer: Deno.NetAddr, bodyLimits: BodyLimits): Promise<Response> {
     const url = new URL(req.url);
-    if (url.pathname !== this.opts.path) return status(404, "not found");
+    const auth = this.#auth;
+    // The DoH path, or (with tokens) the DoH path and one token segment; anything else is 404.
+    if (auth.route(url.pathname) !== "doh") return status(404, "not found");
     if (req.method !== "GET" && req.method !== "POST") {
       return status(405, "use GET or POST", { allow: ALLOWED_METHODS });
     }
@@ -245,14 +277,22 @@ class DohListener implements HttpsListener {
       });
       return status(400, client.reason);
     }
+    // Credentials before any DNS work; the path is never logged (it may carry a token).
+    const who = client.client.hostname;
+    const decision = auth.authenticate(who, url.pathname, req.headers.get("authorization"));
+    if (!decision.ok) {
+      const where = decision.via === null ? "no token" : `token in the ${decision.via}`;
+      this.#refusals.auth(decision.reason, who, `${where}: ${decision.reason}`);
+      return new Response(null, { status: decision.status, headers: decision.headers });
+    }
     const query = req.method === "GET" ? fromGet(url) : await fromPost(req, bodyLimits);
     if (query instanceof Response) return query;
 
-    const answer = await this.opts.handle({
-      bytes: query,
-      client: client.client,
-      transport: "https",
-    });
+    const answer = await this.opts.handle(
+      decision.name === null
+        ? { bytes: query, client: client.client, transport: "https" }
+        : { bytes: query, client: client.client, transport: "https", clientName: decision.name },
+    );
     if (!answer) return status(400, "not a DNS query");
     // The pipeline's bytes live in an ordinary ArrayBuffer (never shared memory).
     return new Response(answer.bytes as Uint8Array<ArrayBuffer>, {

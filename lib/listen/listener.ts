@@ -3,6 +3,7 @@
  * already accepted are still answered before sockets close.
  */
 import type { Answer, Query } from "../pipeline/pipeline.ts";
+import type { IdentityState } from "./refusals.ts";
 
 /**
  * The pipeline's entry point as seen by a listener: answers it can give at once come back as
@@ -52,4 +53,6 @@ export interface Listener {
   rescan?(): Promise<void>;
   /** Connection listeners (TCP, DoT, DoH): open connections, drops by bound, queued output. */
   connections?(): ConnectionState;
+  /** Listeners that check who their peers are (PROXY protocol, client credentials). */
+  identity?(): IdentityState | undefined;
 }

@@ -8,7 +8,7 @@
  * interfaces.
  */
 import { parseCidr } from "../policy/acl.ts";
-import { parseIPv6 } from "../policy/ip.ts";
+import { parseIPv6 } from "../net/ip.ts";
 
 /** Loopback addresses a wildcard binds besides the interfaces' own (see loopbackAddresses). */
 export const DEFAULT_WILDCARD_LOOPBACK: readonly string[] = Object.freeze(["127.0.0.0/24"]);

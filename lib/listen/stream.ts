@@ -20,15 +20,24 @@
  * queued answers are discarded. Only the end of input (a client that half-closes still gets its
  * pending answers), the idle timeout and shutdown close gracefully, and a graceful flush is still
  * bounded by the write deadline. A handler that throws costs its query only (SERVFAIL).
+ *
+ * Longer than the ~500 lines we aim for: the listener's caps and eviction and the session's
+ * bounds are one policy (eviction reads every session's state), and this file is being changed on
+ * parallel branches. Its seam, for the split once those land: StreamSession (one connection) in
+ * a module of its own, the listener (accept, admit, evict) here.
  */
-import { decodeQuery, isResponse, Rcode } from "../dns/message.ts";
-import { errorReply } from "../dns/reply.ts";
-import type { Answer, Transport } from "../pipeline/pipeline.ts";
+import { type ClientAddress, PrefixedConn, type ProxyGate } from "../identity/proxy_gate.ts";
+import type { Answer } from "../pipeline/pipeline.ts";
+import type { Transport } from "../dns/transport.ts";
 import type { Cancel, Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
-import { FramedWriter, FrameReader, MAX_FRAMED_MESSAGE } from "./framing.ts";
+import { LogThrottle } from "../sys/log_throttle.ts";
+import { servfailFor } from "./guard.ts";
+import { FramedWriter, FrameReader, MAX_FRAMED_MESSAGE } from "../dns/framing.ts";
 import type { ConnectionState, Handler, Listener } from "./listener.ts";
+import type { TransportConn } from "./node_conn.ts";
+import type { IdentityRefusals, IdentityState } from "./refusals.ts";
 
 const log = logger("listen", "stream");
 
@@ -98,6 +107,8 @@ export interface StreamConn {
   write(p: Uint8Array): Promise<number>;
   close(): void | Promise<void>;
   abort?(): void;
+  /** The client's name when the stream proved one (a client certificate), else absent/null. */
+  clientName?: string | null;
 }
 
 /** What a stream listener needs besides its socket. */
@@ -110,9 +121,19 @@ export interface StreamOptions {
   /**
    * Turns an accepted connection into the stream to speak DNS on (e.g. a TLS handshake). It runs
    * under the read deadline: when that expires the accepted connection is closed, and `prepare`
-   * must then reject (or resolve; the stream it returns is closed at once).
+   * must then reject (or resolve; the stream it returns is closed at once). `client` is who the
+   * connection is from (behind a trusted proxy, the client its PROXY header names).
    */
-  prepare?: (conn: Deno.TcpConn) => Promise<StreamConn>;
+  prepare?: (conn: TransportConn, client: ClientAddress) => Promise<StreamConn>;
+  /**
+   * PROXY protocol: who must send a header, whose header is believed. A connection reads its
+   * header (if any) first, under the read deadline; a refused one is closed and counted in
+   * `refusals`. Connections from a trusted proxy count against the per-client cap of the client
+   * their header names, not the proxy's address.
+   */
+  proxy?: ProxyGate | null;
+  /** Counts and logs refusals (PROXY gate, client credentials); needed with `proxy`. */
+  refusals?: IdentityRefusals | null;
 }
 
 /** Counters for metrics and tests. */
@@ -153,12 +174,12 @@ export class StreamListener implements Listener {
   #perClient = new Map<string, number>();
   #accepting = true;
   #loop: Promise<void>;
-  #lastFaultLog = -Infinity;
-  #faultsNotLogged = 0;
+  readonly #faultLog: LogThrottle;
 
   constructor(private readonly listener: Deno.TcpListener, private readonly opts: StreamOptions) {
     this.url = opts.url;
     this.addr = listener.addr;
+    this.#faultLog = new LogThrottle(opts.clock, FAULT_LOG_INTERVAL_MS);
     this.#loop = this.#accept();
   }
 
@@ -177,6 +198,11 @@ export class StreamListener implements Listener {
       },
       queuedOutputBytes: this.queuedOutputBytes,
     };
+  }
+
+  /** Refusals by the PROXY gate and for credentials (zero when neither is configured). */
+  identity(): IdentityState | undefined {
+    return this.opts.refusals?.state();
   }
 
   get queuedOutputBytes(): number {
@@ -209,22 +235,25 @@ export class StreamListener implements Listener {
         continue;
       }
       conn.setNoDelay(true);
-      const client = conn.remoteAddr.hostname;
-      if (!this.#admit(client)) {
+      const peer = conn.remoteAddr.hostname;
+      // A trusted proxy carries many clients: its connection counts against the per-client cap
+      // once its header names the client (claim), never against the proxy's own address.
+      const counted = this.opts.proxy?.isTrusted(peer) ? null : peer;
+      if (!this.#admit(counted)) {
         this.stats.rejected++;
         closeQuietly(conn);
         continue;
       }
-      this.#perClient.set(client, (this.#perClient.get(client) ?? 0) + 1);
+      if (counted !== null) this.#count(counted, 1);
       this.stats.open++;
       const session: StreamSession = new StreamSession(conn, this.opts, {
         stats: this.stats,
+        countedAs: counted,
+        claim: (client) => this.#claim(session, client),
         release: () => {
           this.#sessions.delete(session);
           this.stats.open--;
-          const n = (this.#perClient.get(client) ?? 1) - 1;
-          if (n === 0) this.#perClient.delete(client);
-          else this.#perClient.set(client, n);
+          if (session.countedAs !== null) this.#count(session.countedAs, -1);
         },
         handlerFailed: (query, err) => this.#handlerFailed(query, err),
       });
@@ -232,14 +261,40 @@ export class StreamListener implements Listener {
     }
   }
 
+  #count(client: string, delta: number): void {
+    const n = (this.#perClient.get(client) ?? 0) + delta;
+    if (n <= 0) this.#perClient.delete(client);
+    else this.#perClient.set(client, n);
+  }
+
+  /**
+   * A connection from a trusted proxy named its client: count it against that client's cap,
+   * dropping that client's longest-idle connection if it must; false (close this one) when none
+   * may be dropped.
+   */
+  #claim(session: StreamSession, client: string): boolean {
+    const { maxConnectionsPerClient } = this.opts.limits;
+    if (
+      (this.#perClient.get(client) ?? 0) >= maxConnectionsPerClient &&
+      !this.#evict((s) => s !== session && s.client === client)
+    ) {
+      this.stats.rejected++;
+      return false;
+    }
+    this.#count(client, 1);
+    session.countedAs = client;
+    return true;
+  }
+
   /**
    * Makes room for a new connection from `client` if it must, by dropping the connection that
    * has gone longest without progress; false (refuse the newcomer) when none may be dropped.
    * Dropping frees the slot synchronously, so the caps hold at every moment.
    */
-  #admit(client: string): boolean {
+  #admit(client: string | null): boolean {
     const { maxConnections, maxConnectionsPerClient } = this.opts.limits;
     if (
+      client !== null &&
       (this.#perClient.get(client) ?? 0) >= maxConnectionsPerClient &&
       !this.#evict((s) => s.client === client)
     ) {
@@ -269,40 +324,25 @@ export class StreamListener implements Listener {
   /** A handler threw: count it, warn (at most once a minute), answer SERVFAIL if possible. */
   #handlerFailed(query: Uint8Array, err: unknown): Uint8Array | null {
     this.stats.handlerErrors++;
-    const now = this.opts.clock.now();
-    if (now - this.#lastFaultLog >= FAULT_LOG_INTERVAL_MS) {
+    const more = this.#faultLog.take();
+    if (more !== null) {
       log.warn("query handler failed on {url} ({more} more not logged): {err}", {
         url: this.url,
-        more: this.#faultsNotLogged,
+        more,
         err: errText(err),
       });
-      this.#lastFaultLog = now;
-      this.#faultsNotLogged = 0;
-    } else {
-      this.#faultsNotLogged++;
     }
-    return servfailFor(query);
-  }
-}
-
-/**
- * SERVFAIL for a query whose handling failed unexpectedly: the query's ID, question and EDNS
- * echoed. Null when there is nothing to answer (a response, or a query that does not decode).
- */
-export function servfailFor(query: Uint8Array): Uint8Array | null {
-  if (isResponse(query)) return null;
-  const decoded = decodeQuery(query);
-  if (!decoded.ok) return null;
-  try {
-    return errorReply(decoded.value, query, Rcode.SERVFAIL);
-  } catch {
-    return null;
+    return servfailFor(query)?.bytes ?? null;
   }
 }
 
 /** What a session needs from its listener. */
 interface SessionHooks {
   stats: StreamStats;
+  /** The address counted against the per-client cap (null: a trusted proxy's, not yet named). */
+  countedAs: string | null;
+  /** Counts the connection against `client`'s cap; false when it must be closed instead. */
+  claim(client: string): boolean;
   /** Frees the connection's slot; called exactly once, as soon as the session stops. */
   release(): void;
   /** The bytes to answer a query whose handler threw with, if any. */
@@ -310,7 +350,15 @@ interface SessionHooks {
 }
 
 class StreamSession {
-  readonly client: string;
+  /** Who the connection is from: its peer, or the client a trusted proxy's header names. */
+  client: string;
+  /** The address this connection counts against in the per-client cap (see SessionHooks). */
+  countedAs: string | null;
+  #clientAddr: ClientAddress;
+  /** Proven by the stream (a client certificate); null: none. */
+  #clientName: string | null = null;
+  /** Reading a PROXY header: a deadline now refuses it as header_timeout. */
+  #awaitingHeader = false;
   #writer: FramedWriter | null = null;
   #reader = new FrameReader();
   /** Queries at the handler. */
@@ -339,6 +387,8 @@ class StreamSession {
     private readonly hooks: SessionHooks,
   ) {
     this.client = conn.remoteAddr.hostname;
+    this.#clientAddr = { hostname: conn.remoteAddr.hostname, port: conn.remoteAddr.port };
+    this.countedAs = hooks.countedAs;
     this.#stream = conn;
     const { maxOutputBytes, maxQueuedAnswers } = opts.limits;
     this.#maxOutput = {
@@ -346,8 +396,8 @@ class StreamSession {
       messages: Math.max(2, maxQueuedAnswers ?? DEFAULT_MAX_QUEUED_ANSWERS),
     };
     this.#lastActivity = opts.clock.now();
-    // Until the first message (or handshake) completes, the read deadline applies.
-    this.#partialSince = opts.prepare ? this.#lastActivity : null;
+    // Until the first message (or PROXY header, or handshake) completes, the read deadline applies.
+    this.#partialSince = opts.prepare || opts.proxy ? this.#lastActivity : null;
     this.#armTimer();
     this.#loop = this.#run();
   }
@@ -405,16 +455,57 @@ class StreamSession {
     this.#release();
   }
 
+  /**
+   * Reads the PROXY header, if the gate wants one: the client it names becomes this connection's
+   * client. Returns the transport to go on with, or null when the connection was refused (and
+   * closed).
+   */
+  async #proxyHeader(gate: ProxyGate): Promise<TransportConn | null> {
+    this.#awaitingHeader = true;
+    const outcome = await gate.readStream(this.conn, this.#clientAddr, {
+      clock: this.opts.clock,
+      timeoutMs: this.opts.limits.readTimeoutMs,
+    });
+    this.#awaitingHeader = false;
+    if (this.#closing) return null; // dropped meanwhile (deadline, eviction, shutdown)
+    if (!outcome.ok) {
+      this.opts.refusals?.proxy(outcome);
+      this.abort();
+      return null;
+    }
+    this.#clientAddr = outcome.client;
+    this.client = outcome.client.hostname;
+    if (this.countedAs === null && !this.hooks.claim(this.client)) {
+      log.debug("closing a connection for {client}: its connection cap is reached", {
+        client: this.client,
+      });
+      this.abort();
+      return null;
+    }
+    return outcome.rest.length > 0 ? new PrefixedConn(this.conn, outcome.rest) : this.conn;
+  }
+
   async #run(): Promise<void> {
     try {
+      let transport: TransportConn = this.conn;
+      if (this.opts.proxy) {
+        const next = await this.#proxyHeader(this.opts.proxy);
+        if (next === null) return;
+        transport = next;
+        if (!this.opts.prepare) {
+          this.#stream = transport;
+          this.#partialSince = null;
+        }
+      }
       if (this.opts.prepare) {
-        const stream = await this.opts.prepare(this.conn);
+        const stream = await this.opts.prepare(transport, this.#clientAddr);
         if (this.#closing) {
           // The deadline fired as the handshake completed: this stream was never ours to use.
           abortQuietly(stream);
           return;
         }
         this.#stream = stream;
+        this.#clientName = stream.clientName ?? null;
         this.#partialSince = null;
       }
       this.#writer = new FramedWriter(this.#stream, () => this.abort(), {
@@ -465,7 +556,7 @@ class StreamSession {
 
   async #read(): Promise<void> {
     const buf = new Uint8Array(65536);
-    const client = this.conn.remoteAddr;
+    const client = this.#clientAddr;
     while (!this.#readDone) {
       const n = await this.#stream.read(buf);
       if (n === null || this.#readDone) return;
@@ -513,7 +604,7 @@ class StreamSession {
    * returns, so the reading loop sees the output it makes and pauses in time. Never throws and
    * leaves no promise to reject: a throwing or rejecting handler costs this query only.
    */
-  #dispatch(bytes: Uint8Array, client: Deno.NetAddr): void {
+  #dispatch(bytes: Uint8Array, client: ClientAddress): void {
     this.#pending++;
     const failed = (err: unknown) => {
       let reply: Uint8Array | null = null;
@@ -524,7 +615,11 @@ class StreamSession {
     };
     let result: Answer | null | Promise<Answer | null>;
     try {
-      result = this.opts.handle({ bytes, client, transport: this.opts.transport });
+      result = this.opts.handle(
+        this.#clientName === null
+          ? { bytes, client, transport: this.opts.transport }
+          : { bytes, client, transport: this.opts.transport, clientName: this.#clientName },
+      );
     } catch (err) {
       return failed(err);
     }
@@ -597,6 +692,14 @@ class StreamSession {
       if (
         this.#partialSince !== null && !this.#paused && now - this.#partialSince >= readTimeoutMs
       ) {
+        if (this.#awaitingHeader) {
+          this.opts.refusals?.proxy({
+            ok: false,
+            reason: "header_timeout",
+            message: `${this.client} sent no complete PROXY header within ${readTimeoutMs} ms`,
+          });
+          return this.abort();
+        }
         this.hooks.stats.timedOut++;
         log.debug("dropping {client}: message not completed in time", { client: this.client });
         return this.abort();

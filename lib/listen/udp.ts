@@ -4,14 +4,20 @@
  * rule that a reply leaves from the address the query was sent to: a wildcard (0.0.0.0, [::]) is
  * served by one socket per local address, re-read periodically and on reload, because a socket
  * bound to a wildcard cannot learn a datagram's destination in Deno (see local_addresses.ts).
+ *
+ * PROXY protocol (v2, one header per datagram) from trusted proxies: the client the header names
+ * is what the pipeline sees; the answer goes back to the proxy (the datagram's source), which
+ * relays it. A datagram the gate refuses is dropped, counted and never parsed as DNS.
  */
 import { truncateReply } from "../dns/reply.ts";
 import type { Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
+import type { ClientAddress, ProxyGate } from "../identity/proxy_gate.ts";
 import type { Answer } from "../pipeline/pipeline.ts";
-import { LogThrottle } from "./guard.ts";
+import { LogThrottle } from "../sys/log_throttle.ts";
 import type { Handler, Listener } from "./listener.ts";
+import { IdentityRefusals, type IdentityState } from "./refusals.ts";
 import {
   type BindTarget,
   DEFAULT_WILDCARD_LOOPBACK,
@@ -77,6 +83,8 @@ export interface UdpListenOptions {
   /** Receives pending per socket (loopback-list sockets keep one). Default 8. */
   receiveConcurrency?: number;
   wildcard?: WildcardOptions;
+  /** PROXY protocol from trusted load balancers (lib/identity/proxy_gate.ts); null: off. */
+  proxy?: ProxyGate | null;
 }
 
 /** A bound UDP listener. */
@@ -94,22 +102,28 @@ export interface UdpListener extends Listener {
 export function listenUdp(opts: UdpListenOptions): UdpListener {
   const wildcard = wildcardOf(opts.hostname);
   if (!wildcard) return new SingleUdpListener(opts, bindUdp(opts.hostname, opts.port));
-  const readInterfaces = opts.wildcard?.interfaces ?? listInterfaces;
+  let readInterfaces = opts.wildcard?.interfaces ?? listInterfaces;
+  let shared = false;
   try {
     readInterfaces();
   } catch (err) {
-    // Without --allow-sys=networkInterfaces: serve as before, and say what it costs.
+    // Without --allow-sys=networkInterfaces the host's addresses are unknown: the loopback list
+    // still gets sockets of its own (so 127.0.0.2 is answered from 127.0.0.2), and one wildcard
+    // socket beside them (SO_REUSEADDR) serves every other address, as before.
     log.warn(
-      "{url}: cannot list local addresses ({err}); one wildcard socket serves it, so replies " +
-        "to queries sent to a secondary address may leave from another address and be dropped " +
-        "by the client. Run with --allow-sys=networkInterfaces.",
+      "{url}: cannot list local addresses ({err}); addresses other than the loopback list are " +
+        "served by one wildcard socket, so a reply to a query sent to a secondary address may " +
+        "leave from another address and be dropped by the client. Run with " +
+        "--allow-sys=networkInterfaces.",
       { url: opts.url, err: errText(err) },
     );
-    return new SingleUdpListener(opts, bindUdp(opts.hostname, opts.port));
+    const family = wildcard === "::" ? "IPv6" : "IPv4";
+    readInterfaces = () => [{ family, address: wildcard, scopeid: null }];
+    shared = true;
   }
   for (let attempt = 1;; attempt++) {
     try {
-      return new WildcardUdpListener(opts, wildcard, readInterfaces);
+      return new WildcardUdpListener(opts, wildcard, readInterfaces, shared);
     } catch (err) {
       if (!(err instanceof PortTaken)) throw err;
       if (attempt >= PORT_ZERO_ATTEMPTS) throw err.cause;
@@ -134,23 +148,33 @@ export function fitUdp(answer: Answer): Uint8Array {
     : answer.bytes;
 }
 
-function bindUdp(hostname: string, port: number): Deno.DatagramConn {
-  return Deno.listenDatagram({ transport: "udp", hostname, port });
+function bindUdp(hostname: string, port: number, reuseAddress = false): Deno.DatagramConn {
+  return Deno.listenDatagram({ transport: "udp", hostname, port, reuseAddress });
 }
 
 /** A port chosen by the OS for the first address was taken on another: try another port. */
 class PortTaken extends Error {}
 
-/** What every socket of a listener shares: the handler, the accepting flag, failure logging. */
+/**
+ * What every socket of a listener shares: the handler, the accepting flag, the PROXY gate and
+ * its refusals, failure logging.
+ */
 class Shared {
   accepting = true;
   readonly #failures: LogThrottle;
+  readonly proxy: ProxyGate | null;
+  readonly refusals: IdentityRefusals;
 
-  constructor(readonly url: string, readonly handle: Handler, clock: Clock) {
-    this.#failures = new LogThrottle(clock, FAILURE_LOG_INTERVAL_MS);
+  constructor(opts: UdpListenOptions, readonly handle: Handler) {
+    this.url = opts.url;
+    this.#failures = new LogThrottle(opts.clock, FAILURE_LOG_INTERVAL_MS);
+    this.proxy = opts.proxy ?? null;
+    this.refusals = new IdentityRefusals(opts.url, opts.clock);
   }
 
-  failed(client: Deno.NetAddr, err: unknown): void {
+  readonly url: string;
+
+  failed(client: ClientAddress, err: unknown): void {
     const suppressed = this.#failures.take();
     if (suppressed === null) return;
     log.error("query from {client} on {url} failed ({suppressed} more unlogged): {err}", {
@@ -205,15 +229,27 @@ class SocketLoop {
       const [view, addr] = datagram;
       // A datagram that fills a small buffer may have been cut short: it is no query of ours.
       if (view.length === buffer.length && buffer.length < MAX_DATAGRAM) continue;
-      const client = addr as Deno.NetAddr;
+      const peer = addr as Deno.NetAddr;
+      let bytes: Uint8Array = view;
+      let client: ClientAddress = peer;
+      if (shared.proxy) {
+        const o = shared.proxy.datagram(peer, view);
+        if (!o.ok) {
+          shared.refusals.proxy(o);
+          continue;
+        }
+        bytes = o.payload;
+        client = o.client;
+      }
       // The server's handler is guarded (lib/listen/guard.ts); this catch keeps the loop alive
       // whatever handler it is given.
       try {
-        const answer = shared.handle({ bytes: view.slice(), client, transport: "udp" });
+        const answer = shared.handle({ bytes: bytes.slice(), client, transport: "udp" });
         // Refusals, errors and cache hits are sent in this turn; misses when their answer comes.
+        // The answer goes to the datagram's source: behind a proxy, the proxy relays it.
         if (answer instanceof Promise) {
-          answer.then((a) => this.#reply(a, client), (err) => shared.failed(client, err));
-        } else this.#reply(answer, client);
+          answer.then((a) => this.#reply(a, peer), (err) => shared.failed(client, err));
+        } else this.#reply(answer, peer);
       } catch (err) {
         shared.failed(client, err);
       }
@@ -248,7 +284,7 @@ class SingleUdpListener implements UdpListener {
 
   constructor(opts: UdpListenOptions, socket: Deno.DatagramConn) {
     this.url = opts.url;
-    this.#shared = new Shared(opts.url, opts.handle, opts.clock);
+    this.#shared = new Shared(opts, opts.handle);
     this.#loop = new SocketLoop(
       socket,
       this.#shared,
@@ -260,6 +296,10 @@ class SingleUdpListener implements UdpListener {
 
   addresses(): string[] {
     return [this.addr.hostname];
+  }
+
+  identity(): IdentityState | undefined {
+    return this.#shared.proxy ? this.#shared.refusals.state() : undefined;
   }
 
   rescan(): Promise<void> {
@@ -304,9 +344,11 @@ class WildcardUdpListener implements UdpListener {
     private readonly opts: UdpListenOptions,
     private readonly wildcard: "0.0.0.0" | "::",
     private readonly readInterfaces: () => readonly InterfaceAddress[],
+    /** Bind with SO_REUSEADDR: the fallback's wildcard socket shares the port with the others. */
+    private readonly reuseAddress = false,
   ) {
     this.url = opts.url;
-    this.#shared = new Shared(opts.url, opts.handle, opts.clock);
+    this.#shared = new Shared(opts, opts.handle);
     const loopback = loopbackAddresses(opts.wildcard?.loopback ?? DEFAULT_WILDCARD_LOOPBACK);
     if (typeof loopback === "string") throw new RangeError(`${opts.url}: ${loopback}`);
     this.#loopback = loopback;
@@ -348,6 +390,10 @@ class WildcardUdpListener implements UdpListener {
 
   addresses(): string[] {
     return [...this.#sockets.keys()];
+  }
+
+  identity(): IdentityState | undefined {
+    return this.#shared.proxy ? this.#shared.refusals.state() : undefined;
   }
 
   rescan(): Promise<void> {
@@ -414,7 +460,7 @@ class WildcardUdpListener implements UdpListener {
   #bind(t: BindTarget, port: number): SocketLoop | unknown {
     let socket: Deno.DatagramConn;
     try {
-      socket = bindUdp(t.hostname, port);
+      socket = bindUdp(t.hostname, port, this.reuseAddress);
     } catch (err) {
       const retried = this.#starting && this.opts.port === 0 && !t.loopback &&
         err instanceof Deno.errors.AddrInUse;

@@ -3,43 +3,44 @@
  *
  * The query path only bumps numbers in typed arrays: one `recordQuery` costs a few tens of
  * nanoseconds, where prom-client's own `inc`/`observe` hash their labels on every call (hundreds
- * of ns). prom-client is used for what it is good at — naming, help, types and the text format —
- * and reads the arrays at scrape time through `collect` hooks. Numbers other parts already keep
- * (cache stats, upstream connection counts, in-flight) are read from sources at scrape time too,
- * so they cost the query path nothing.
+ * of ns). Counters and gauges are prom-client's, filled from the arrays at scrape time through
+ * their documented `collect` callbacks; the two latency histograms, which prom-client cannot be
+ * handed as counts, are written by histogram.ts. Numbers other parts already keep (cache stats,
+ * upstream connection counts, in-flight) are read from sources at scrape time too, so they cost
+ * the query path nothing. Label values come from the enumerations' own arrays (transports,
+ * rcodes and types, drop reasons, upstream error kinds, rebinding actions).
+ *
+ * Longer than the ~500 lines we aim for: the recording methods and the family declarations that
+ * read them share the private arrays, and both grow together with each new metric (other
+ * branches are adding some). The seam, if it keeps growing: the family declarations (#define)
+ * in a module of their own, handed read access to the arrays.
  */
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
 import { EDE_LABELS, type EdeCode } from "../dns/ede.ts";
+import { type Transport, TRANSPORTS } from "../dns/transport.ts";
+import { PROXY_REJECT_REASONS } from "../identity/proxy_gate.ts";
 import { CONNECTION_DROP_REASONS, type ConnectionState } from "../listen/listener.ts";
-import type { UpstreamErrorKind } from "../upstream/upstream.ts";
-import { QTYPE_LABELS, qtypeIndex, RCODE_LABELS, rcodeIndex } from "./dns_names.ts";
-
-/** Protocols a client query can arrive over; the `protocol` label of the query metrics. */
-export const LISTENER_PROTOCOLS = ["udp", "tcp", "tls", "https"] as const;
-/** One of LISTENER_PROTOCOLS. */
-export type ListenerProtocol = typeof LISTENER_PROTOCOLS[number];
-
-/**
- * Upstream failure kinds whose series are written even at zero, in this order. A kind not listed
- * (a newer UpstreamErrorKind) is still counted, under its own name, once it occurs.
- */
-export const UPSTREAM_ERROR_KINDS: readonly string[] = [
-  "timeout",
-  "connect",
-  "tls",
-  "closed",
-  "down",
-  "overloaded",
-  "protocol",
-];
+import { CLIENT_AUTH_REFUSALS, type IdentityState } from "../listen/refusals.ts";
+import { REBINDING_ACTIONS, type RebindingAction } from "../route/rebinding.ts";
+import { UPSTREAM_ERROR_KINDS, type UpstreamErrorKind } from "../upstream/upstream.ts";
+import { QTYPE_LABELS, qtypeIndex, RCODE_LABELS, rcodeIndex } from "./dns_labels.ts";
+import {
+  BucketCounts,
+  checkHistogramFamily,
+  type HistogramRow,
+  histogramText,
+} from "./histogram.ts";
 
 /**
  * Why a query got no answer at all: unreadable bytes, a response (QR=1) sent to us, an error
  * answer over UDP beyond the client's `errors_qps` budget, the ACL or rate limit saying "drop"
  * (or slip thinning the answers), or shedding with `overload = "drop"`. With these, every query
  * read is either answered or counted here, so the two add up to what the listener received.
+ * The `reason` label of dotproxy_dropped_queries_total, in this order.
  */
-export type DropReason = "malformed" | "response" | "error_limit" | "policy" | "overload";
+export const DROP_REASONS = ["malformed", "response", "error_limit", "policy", "overload"] as const;
+/** One of DROP_REASONS. */
+export type DropReason = typeof DROP_REASONS[number];
 
 /**
  * Latency bucket upper bounds in seconds: 0.1 ms (a cache hit) to 5 s (the default
@@ -79,7 +80,7 @@ export interface CacheTotals {
   evictions: number;
 }
 
-/** One upstream's connection state, read at scrape time (`DotUpstream.stats()` + health). */
+/** One upstream's connection state, read at scrape time (`UpstreamStats` + health). */
 export interface UpstreamState {
   /** The same name the recorder uses (the upstream URL). */
   name: string;
@@ -109,6 +110,8 @@ export interface MetricSources {
   queryLogDropped?: () => number;
   /** Client connections of each connection listener (TCP, DoT, DoH), by listener URL. */
   connections?: () => Iterable<{ listener: string; state: ConnectionState }>;
+  /** Identity refusals (PROXY gate, client credentials) of each listener that checks them. */
+  identity?: () => Iterable<{ listener: string; state: IdentityState }>;
 }
 
 /** Construction options. */
@@ -121,7 +124,7 @@ export interface MetricsOptions {
    * Protocols actually listened on: their drop/refuse/rate-limit series are written even at zero,
    * so rate() works from the start. Others appear once non-zero. Default: all.
    */
-  protocols?: readonly ListenerProtocol[];
+  protocols?: readonly Transport[];
 }
 
 /**
@@ -136,137 +139,19 @@ export interface UpstreamRecorder {
 
 type Labels = Record<string, string>;
 
-const NP = LISTENER_PROTOCOLS.length;
+const NP = TRANSPORTS.length;
 const NQ = QTYPE_LABELS.length;
 const NR = RCODE_LABELS.length;
-/** Columns of the per-protocol policy counters. */
-const REFUSED = 0, RATE_LIMITED = 1, DROP_MALFORMED = 2, DROP_RESPONSE = 3, DROP_ERROR_LIMIT = 4;
-const DROP_POLICY = 5, DROP_OVERLOAD = 6;
-const NPOL = 7;
-const DROP_COLUMNS: Record<DropReason, number> = {
-  malformed: DROP_MALFORMED,
-  response: DROP_RESPONSE,
-  error_limit: DROP_ERROR_LIMIT,
-  policy: DROP_POLICY,
-  overload: DROP_OVERLOAD,
-};
-
-function protocolIndex(p: ListenerProtocol): number {
-  switch (p) {
-    case "udp":
-      return 0;
-    case "tcp":
-      return 1;
-    case "tls":
-      return 2;
-    default:
-      return 3;
-  }
-}
-
-/** Histogram rows in flat arrays: per series, one count per bucket plus one above the top. */
-class BucketCounts {
-  readonly counts: Float64Array;
-  readonly sums: Float64Array;
-  /** A typed copy: indexing a frozen JS array here costs 4x as much (measured). */
-  readonly #bounds: Float64Array;
-  readonly #width: number;
-
-  constructor(series: number, bounds: readonly number[]) {
-    this.#bounds = new Float64Array(bounds);
-    this.#width = bounds.length + 1;
-    this.counts = new Float64Array(series * this.#width);
-    this.sums = new Float64Array(series);
-  }
-
-  observe(series: number, value: number): void {
-    // NaN, negative and infinite values would poison the sum forever: count them as 0.
-    const v = value >= 0 && value < Infinity ? value : 0;
-    const b = this.#bounds;
-    const n = b.length;
-    let i = 0;
-    while (i < n && v > b[i]) i++;
-    this.counts[series * this.#width + i]++;
-    this.sums[series] += v;
-  }
-
-  row(series: number): HistogramRow["counts"] {
-    return this.counts.subarray(series * this.#width, (series + 1) * this.#width);
-  }
-}
-
-/** One labelled histogram series: non-cumulative bucket counts (last = above top) and sum. */
-interface HistogramRow {
-  labels: Labels;
-  counts: Float64Array;
-  sum: number;
-}
-
-type HistogramData = Awaited<ReturnType<Histogram<string>["get"]>>;
-
-/**
- * A prom-client Histogram whose data comes from BucketCounts rather than `observe`: it keeps
- * prom-client's name and label validation and text format, without its per-call label hashing.
- */
-class ArrayHistogram extends Histogram<string> {
-  readonly #rows: () => Iterable<HistogramRow>;
-  readonly #bounds: readonly number[];
-  readonly #name: string;
-  readonly #help: string;
-
-  constructor(
-    config: { name: string; help: string; labelNames: string[]; registers: Registry[] },
-    bounds: readonly number[],
-    rows: () => Iterable<HistogramRow>,
-  ) {
-    super({ ...config, buckets: [...bounds] });
-    this.#rows = rows;
-    this.#bounds = bounds;
-    this.#name = config.name;
-    this.#help = config.help;
-  }
-
-  override get(): Promise<HistogramData> {
-    return Promise.resolve(this.#data());
-  }
-
-  /** The Registry prefers this over get() when formatting text. */
-  getForPromString(): Promise<HistogramData> {
-    return Promise.resolve(this.#data());
-  }
-
-  #data(): HistogramData {
-    const values: HistogramData["values"] = [];
-    const bucket = `${this.#name}_bucket`;
-    const n = this.#bounds.length;
-    for (const { labels, counts, sum } of this.#rows()) {
-      let acc = 0;
-      for (let i = 0; i < n; i++) {
-        acc += counts[i];
-        values.push({
-          metricName: bucket,
-          labels: { ...labels, le: String(this.#bounds[i]) },
-          value: acc,
-        });
-      }
-      acc += counts[n];
-      values.push({ metricName: bucket, labels: { ...labels, le: "+Inf" }, value: acc });
-      values.push({ metricName: `${this.#name}_sum`, labels, value: sum });
-      values.push({ metricName: `${this.#name}_count`, labels, value: acc });
-    }
-    return {
-      name: this.#name,
-      help: this.#help,
-      // prom-client declares `type` as an enum that does not exist at run time; the Registry
-      // prints this string.
-      type: "histogram" as unknown as HistogramData["type"],
-      values,
-      aggregator: "sum",
-      // Part of prom-client's declared shape; the Registry never calls it.
-      collect: () => {},
-    };
-  }
-}
+/** Columns of the per-protocol policy counters: refused, rate limited, then DROP_REASONS. */
+const REFUSED = 0, RATE_LIMITED = 1, FIRST_DROP = 2;
+const NPOL = FIRST_DROP + DROP_REASONS.length;
+const DROP_COLUMNS = Object.fromEntries(
+  DROP_REASONS.map((reason, i) => [reason, FIRST_DROP + i]),
+) as Record<DropReason, number>;
+const PROTOCOL_INDEX = Object.fromEntries(TRANSPORTS.map((t, i) => [t, i])) as Record<
+  Transport,
+  number
+>;
 
 class Recorder implements UpstreamRecorder {
   queries = 0;
@@ -293,16 +178,20 @@ type Emit = (labels: Labels, value: number) => void;
  * it sources with `setSources`, and serve `render()` (with `contentType`) on /metrics.
  */
 export class Metrics {
-  /** The private registry; prefer `render()`, which also runs registered collectors. */
-  readonly registry: Registry = new Registry();
+  /** Our own registry (never prom-client's global one): it holds the counters and gauges. */
+  readonly #registry: Registry = new Registry();
   /** The Content-Type of `render()`'s text (Prometheus exposition format 0.0.4). */
-  readonly contentType: string = this.registry.contentType;
+  readonly contentType: string = this.#registry.contentType;
+  /** Every family's text, in declaration order: prom-client's and histogram.ts's. */
+  readonly #families: (() => string | Promise<string>)[] = [];
+  /** Names of the prom-client families in #families. */
+  readonly #exposed = new Set<string>();
 
   /** [protocol][qtype][rcode] query counts. */
   readonly #queries = new Float64Array(NP * NQ * NR);
   /** Series = protocol * 2 + (cache hit ? 1 : 0). */
   readonly #latency = new BucketCounts(NP * 2, LATENCY_BUCKETS);
-  /** [protocol][REFUSED | RATE_LIMITED | DROP_MALFORMED | DROP_RESPONSE | DROP_ERROR_LIMIT]. */
+  /** [protocol][REFUSED | RATE_LIMITED | one column per DROP_REASONS]. */
   readonly #policy = new Float64Array(NP * NPOL);
   readonly #alwaysShown: boolean[];
   #prefetches = 0;
@@ -310,8 +199,10 @@ export class Metrics {
   readonly #edes = new Map<EdeCode, number>();
   /** Split DNS: queries by route label (a group, local, blocked, refused); see `routed`. */
   readonly #routes = new Map<string, number>();
-  /** Rebinding protection: answers filtered, [remove, refuse]. */
-  readonly #rebinding = [0, 0];
+  /** Rebinding protection: answers filtered, by REBINDING_ACTIONS index. */
+  readonly #rebinding = REBINDING_ACTIONS.map(() => 0);
+  /** Queries received by client label (declared names and "anonymous": lib/identity/clients.ts). */
+  readonly #clients = new Map<string, number>();
   /** Queries lost to an unexpected error in the query path, by protocol. */
   readonly #internalErrors = new Float64Array(NP);
   readonly #upstreams = new Map<string, Recorder>();
@@ -319,10 +210,14 @@ export class Metrics {
   readonly #collectors: (() => void | Promise<void>)[] = [];
 
   constructor(opts: MetricsOptions = {}) {
-    const shown = new Set(opts.protocols ?? LISTENER_PROTOCOLS);
-    this.#alwaysShown = LISTENER_PROTOCOLS.map((p) => shown.has(p));
+    const shown = new Set(opts.protocols ?? TRANSPORTS);
+    this.#alwaysShown = TRANSPORTS.map((p) => shown.has(p));
     for (const name of opts.upstreams ?? []) this.upstream(name);
     this.#define(opts.version);
+    // A metric registered any other way would silently be missing from render().
+    for (const m of this.#registry.getMetricsAsArray()) {
+      if (!this.#exposed.has(m.name)) throw new Error(`${m.name} is not declared through #define`);
+    }
   }
 
   /**
@@ -330,33 +225,33 @@ export class Metrics {
    * receipt to answer. Queries that get no answer go to `dropped` instead.
    */
   recordQuery(
-    protocol: ListenerProtocol,
+    protocol: Transport,
     qtype: number,
     rcode: number,
     seconds: number,
     cacheHit: boolean,
   ): void {
-    const p = protocolIndex(protocol);
+    const p = PROTOCOL_INDEX[protocol];
     this.#queries[(p * NQ + qtypeIndex(qtype)) * NR + rcodeIndex(rcode)]++;
     this.#latency.observe(p * 2 + (cacheHit ? 1 : 0), seconds);
   }
 
   /** A query that got no answer: unreadable (`malformed`) or a response sent to us (`response`). */
-  dropped(protocol: ListenerProtocol, reason: DropReason): void {
+  dropped(protocol: Transport, reason: DropReason): void {
     this
       .#policy[
-        protocolIndex(protocol) * NPOL + DROP_COLUMNS[reason]
+        PROTOCOL_INDEX[protocol] * NPOL + DROP_COLUMNS[reason]
       ]++;
   }
 
   /** A query refused because the client is not in the ACL. */
-  aclRefused(protocol: ListenerProtocol): void {
-    this.#policy[protocolIndex(protocol) * NPOL + REFUSED]++;
+  aclRefused(protocol: Transport): void {
+    this.#policy[PROTOCOL_INDEX[protocol] * NPOL + REFUSED]++;
   }
 
   /** A query turned away by the per-client rate limit. */
-  rateLimited(protocol: ListenerProtocol): void {
-    this.#policy[protocolIndex(protocol) * NPOL + RATE_LIMITED]++;
+  rateLimited(protocol: Transport): void {
+    this.#policy[PROTOCOL_INDEX[protocol] * NPOL + RATE_LIMITED]++;
   }
 
   /** An answer decided here carried this RFC 8914 Extended DNS Error to an EDNS client. */
@@ -377,14 +272,27 @@ export class Metrics {
     for (const r of routes) if (!this.#routes.has(r)) this.#routes.set(r, 0);
   }
 
+  /**
+   * A query was received from the client with this label. The caller bounds the labels
+   * (ClientLabels: the declared names plus "anonymous"), so the series stay bounded.
+   */
+  clientQuery(label: string): void {
+    this.#clients.set(label, (this.#clients.get(label) ?? 0) + 1);
+  }
+
+  /** Client labels whose series should exist (at zero) before their first query. */
+  showClients(labels: Iterable<string>): void {
+    for (const l of labels) if (!this.#clients.has(l)) this.#clients.set(l, 0);
+  }
+
   /** An upstream answer had private addresses removed, or was refused (rebinding protection). */
-  rebindingFiltered(action: "remove" | "refuse"): void {
-    this.#rebinding[action === "remove" ? 0 : 1]++;
+  rebindingFiltered(action: RebindingAction): void {
+    this.#rebinding[REBINDING_ACTIONS.indexOf(action)]++;
   }
 
   /** A query whose handling threw (a bug): answered SERVFAIL if readable, by the query guard. */
-  internalError(protocol: ListenerProtocol): void {
-    this.#internalErrors[protocolIndex(protocol)]++;
+  internalError(protocol: Transport): void {
+    this.#internalErrors[PROTOCOL_INDEX[protocol]]++;
   }
 
   /** A background refresh of a popular cache entry was started. */
@@ -417,13 +325,25 @@ export class Metrics {
   /** The Prometheus text exposition of every metric; serve it with `contentType`. */
   async render(): Promise<string> {
     for (const fn of this.#collectors) await fn();
-    return await this.registry.metrics();
+    const texts: string[] = [];
+    for (const family of this.#families) texts.push(await family());
+    // As prom-client's Registry.metrics() joins its families.
+    return `${texts.join("\n\n")}\n`;
   }
 
+  /**
+   * Declares every family, in exposition order, through the three helpers below (a metric made
+   * any other way would not be rendered). Counters and gauges are prom-client's: their `collect`
+   * callback refills them from our arrays and sources at each scrape.
+   */
   #define(version: string | undefined): void {
-    const reg = this.registry;
+    const reg = this.#registry;
     const registers = [reg];
-    const counter = (name: string, help: string, labelNames: string[], fill: (e: Emit) => void) =>
+    const exposed = (name: string) => {
+      this.#exposed.add(name);
+      this.#families.push(() => reg.getSingleMetricAsString(name));
+    };
+    const counter = (name: string, help: string, labelNames: string[], fill: (e: Emit) => void) => {
       new Counter({
         name,
         help,
@@ -434,7 +354,9 @@ export class Metrics {
           fill((labels, value) => this.inc(labels, value));
         },
       });
-    const gauge = (name: string, help: string, labelNames: string[], fill: (e: Emit) => void) =>
+      exposed(name);
+    };
+    const gauge = (name: string, help: string, labelNames: string[], fill: (e: Emit) => void) => {
       new Gauge({
         name,
         help,
@@ -445,6 +367,18 @@ export class Metrics {
           fill((labels, value) => this.set(labels, value));
         },
       });
+      exposed(name);
+    };
+    const histogram = (
+      name: string,
+      help: string,
+      labelNames: string[],
+      rows: () => Iterable<HistogramRow>,
+    ) => {
+      const family = { name, help, labelNames, bounds: LATENCY_BUCKETS };
+      checkHistogramFamily(family);
+      this.#families.push(() => histogramText(family, rows()));
+    };
     const src = () => this.#sources;
 
     if (version !== undefined) {
@@ -465,27 +399,22 @@ export class Metrics {
           const t = ((i - r) / NR) % NQ;
           const p = Math.floor(i / (NQ * NR));
           emit(
-            { protocol: LISTENER_PROTOCOLS[p], qtype: QTYPE_LABELS[t], rcode: RCODE_LABELS[r] },
+            { protocol: TRANSPORTS[p], qtype: QTYPE_LABELS[t], rcode: RCODE_LABELS[r] },
             q[i],
           );
         }
       },
     );
-    new ArrayHistogram(
-      {
-        name: "dotproxy_query_duration_seconds",
-        help:
-          "Time from receiving a query to having its answer, by protocol and cache hit or miss.",
-        labelNames: ["protocol", "cache"],
-        registers,
-      },
-      LATENCY_BUCKETS,
+    histogram(
+      "dotproxy_query_duration_seconds",
+      "Time from receiving a query to having its answer, by protocol and cache hit or miss.",
+      ["protocol", "cache"],
       () => this.#latencyRows(),
     );
     const perProtocol = (col: number) => (emit: Emit) => {
       for (let p = 0; p < NP; p++) {
         const v = this.#policy[p * NPOL + col];
-        if (v !== 0 || this.#alwaysShown[p]) emit({ protocol: LISTENER_PROTOCOLS[p] }, v);
+        if (v !== 0 || this.#alwaysShown[p]) emit({ protocol: TRANSPORTS[p] }, v);
       }
     };
     counter(
@@ -521,14 +450,21 @@ export class Metrics {
       },
     );
     counter(
+      "dotproxy_client_queries_total",
+      "Queries received, by client: the name of a declared client ([[clients]] entry or DoH " +
+        "token), or anonymous for every other client (names from certificates not declared " +
+        "in [[clients]] included), so the series stay bounded.",
+      ["client"],
+      (emit) => {
+        for (const [client, n] of this.#clients) emit({ client }, n);
+      },
+    );
+    counter(
       "dotproxy_rebinding_filtered_total",
       "Upstream answers with private addresses for a public name (rebinding protection): " +
         "remove (the addresses were taken out) or refuse (the answer was refused).",
       ["action"],
-      (emit) => {
-        emit({ action: "remove" }, this.#rebinding[0]);
-        emit({ action: "refuse" }, this.#rebinding[1]);
-      },
+      (emit) => REBINDING_ACTIONS.forEach((action, i) => emit({ action }, this.#rebinding[i])),
     );
     counter(
       "dotproxy_dropped_queries_total",
@@ -538,11 +474,11 @@ export class Metrics {
         "(max_in_flight reached with overload = drop).",
       ["protocol", "reason"],
       (emit) => {
-        for (const reason of Object.keys(DROP_COLUMNS) as DropReason[]) {
+        for (const reason of DROP_REASONS) {
           for (let p = 0; p < NP; p++) {
             const v = this.#policy[p * NPOL + DROP_COLUMNS[reason]];
             if (v !== 0 || this.#alwaysShown[p]) {
-              emit({ protocol: LISTENER_PROTOCOLS[p], reason }, v);
+              emit({ protocol: TRANSPORTS[p], reason }, v);
             }
           }
         }
@@ -556,7 +492,7 @@ export class Metrics {
       (emit) => {
         for (let p = 0; p < NP; p++) {
           const v = this.#internalErrors[p];
-          if (v !== 0 || this.#alwaysShown[p]) emit({ protocol: LISTENER_PROTOCOLS[p] }, v);
+          if (v !== 0 || this.#alwaysShown[p]) emit({ protocol: TRANSPORTS[p] }, v);
         }
       },
     );
@@ -621,26 +557,26 @@ export class Metrics {
       ["upstream", "kind"],
       (emit) => {
         for (const r of this.#upstreams.values()) {
+          // Every kind is written even at zero; a kind the recorder got that is not in the list
+          // (a caller outside the type system) is still counted under its own name.
           for (const kind of UPSTREAM_ERROR_KINDS) {
             emit({ upstream: r.name, kind }, r.errors.get(kind) ?? 0);
           }
           for (const [kind, n] of r.errors) {
-            if (!UPSTREAM_ERROR_KINDS.includes(kind)) emit({ upstream: r.name, kind }, n);
+            if (!(UPSTREAM_ERROR_KINDS as readonly string[]).includes(kind)) {
+              emit({ upstream: r.name, kind }, n);
+            }
           }
         }
       },
     );
-    new ArrayHistogram(
-      {
-        name: "dotproxy_upstream_duration_seconds",
-        help: "Time for an upstream to answer an exchange (answered exchanges only).",
-        labelNames: ["upstream"],
-        registers,
-      },
-      LATENCY_BUCKETS,
+    histogram(
+      "dotproxy_upstream_duration_seconds",
+      "Time for an upstream to answer an exchange (answered exchanges only).",
+      ["upstream"],
       () =>
         [...this.#upstreams.values()].map((r) => ({
-          labels: r.labels,
+          labels: [r.name],
           counts: r.latency.row(0),
           sum: r.latency.sums[0],
         })),
@@ -653,7 +589,8 @@ export class Metrics {
     };
     gauge(
       "dotproxy_upstream_open_connections",
-      "Open DoT connections to each upstream.",
+      "Open connections to each upstream: TLS and TCP streams, UDP sockets (a DoH upstream's " +
+        "HTTP connection pool is not visible and reads 0).",
       ["upstream"],
       (emit) => state(emit, (s) => s.openConnections),
     );
@@ -709,6 +646,35 @@ export class Metrics {
       },
     );
     counter(
+      "dotproxy_proxy_rejected_total",
+      "Connections closed and datagrams dropped by the PROXY protocol gate, never read as DNS: " +
+        "untrusted_header (a header from a peer outside trusted_proxies), missing_header (a " +
+        "trusted proxy sent none), malformed_header, header_timeout, closed (before the header " +
+        "was complete), direct_refused.",
+      ["listener", "reason"],
+      (emit) => {
+        for (const c of src().identity?.() ?? []) {
+          for (const reason of PROXY_REJECT_REASONS) {
+            emit({ listener: c.listener, reason }, c.state.proxyRejected[reason]);
+          }
+        }
+      },
+    );
+    counter(
+      "dotproxy_client_auth_refused_total",
+      "Clients refused for their credentials before any DNS work: DoT no_certificate / " +
+        "invalid_certificate (client_auth), DoH missing / wrong / malformed token or throttled " +
+        "after repeated failures.",
+      ["listener", "reason"],
+      (emit) => {
+        for (const c of src().identity?.() ?? []) {
+          for (const reason of CLIENT_AUTH_REFUSALS) {
+            emit({ listener: c.listener, reason }, c.state.authRefused[reason]);
+          }
+        }
+      },
+    );
+    counter(
       "dotproxy_query_log_dropped_total",
       "Query-log records dropped because the log sink was slow or failing.",
       [],
@@ -720,11 +686,10 @@ export class Metrics {
     for (let p = 0; p < NP; p++) {
       for (let hit = 0; hit < 2; hit++) {
         const series = p * 2 + hit;
-        const counts = this.#latency.row(series);
-        if (!this.#alwaysShown[p] && counts.every((c) => c === 0)) continue;
+        if (!this.#alwaysShown[p] && this.#latency.empty(series)) continue;
         yield {
-          labels: { protocol: LISTENER_PROTOCOLS[p], cache: hit ? "hit" : "miss" },
-          counts,
+          labels: [TRANSPORTS[p], hit ? "hit" : "miss"],
+          counts: this.#latency.row(series),
           sum: this.#latency.sums[series],
         };
       }

@@ -8,12 +8,19 @@
  */
 import { nameToString } from "../dns/wire.ts";
 import type { Cancel, Clock } from "../sys/clock.ts";
-import { rcodeName, typeName } from "./dns_names.ts";
+import { rcodeName, typeName } from "../dns/message.ts";
 
 /** What the pipeline knows about one answered query. */
 export interface QueryLogEntry {
-  /** Client IP address. */
+  /**
+   * Client IP address: the socket's peer, or the client a trusted proxy's PROXY header named.
+   */
   client: string;
+  /**
+   * The client's name (certificate, token or `[[clients]]` entry), or null when unnamed.
+   * Optional for callers that know no names.
+   */
+  clientName?: string | null;
   /** Listener protocol: udp, tcp, tls, https. */
   protocol: string;
   /** Query name: wire form (read at `log()`, so the caller may reuse its buffer) or presentation. */
@@ -69,6 +76,7 @@ function fields(
   return [
     ["time", new Date(timeMs).toISOString()],
     ["client", e.client],
+    ["client_name", e.clientName ?? null],
     ["protocol", e.protocol],
     ["name", typeof name === "string" ? name : nameToString(name)],
     ["type", typeName(e.qtype)],
@@ -82,7 +90,7 @@ function fields(
 
 /**
  * Formats one query-log line (no newline). Pure, so the format is tested without I/O:
- * `{"time":"…Z","client":…,"protocol":…,"name":…,"type":"A","rcode":"NOERROR","upstream":…,
+ * `{"time":"…Z","client":…,"client_name":…,"protocol":…,"name":…,"type":"A","rcode":"NOERROR","upstream":…,
  * "route":…,"cache_hit":false,"duration_ms":1.234}`, or the same keys as logfmt.
  */
 export function formatQueryLogLine(

@@ -4,7 +4,7 @@
  * into integers; each query costs one allocation-free address parse and a linear scan of a few
  * dozen integer comparisons. Deny wins over allow; anything not allowed is refused.
  */
-import { isMappedIPv4, parseClientAddress, parseIPv4, parseIPv6 } from "./ip.ts";
+import { isMappedIPv4, parseClientAddress, parseIPv4, parseIPv6 } from "../net/ip.ts";
 
 /**
  * An address prefix, pre-parsed so matching is integer arithmetic: IPv4 as one unsigned 32-bit
@@ -205,24 +205,40 @@ export class PrefixSet {
   }
 }
 
+/** Named clients an ACL admits or refuses whatever their address (lib/identity names them). */
+export interface ClientNameRules {
+  /** Names served from any address outside `deny` (e.g. a client with a certificate). */
+  allowClients?: Iterable<string>;
+  /** Names refused from every address. */
+  denyClients?: Iterable<string>;
+}
+
 /**
  * Decides per query whether a client may use the proxy. Deny wins over allow; an address in
  * neither list, or one that does not parse, is refused (fail closed). IPv4-mapped IPv6 clients
  * (`::ffff:1.2.3.4`, how dual-stack sockets report IPv4 peers) are matched against the IPv4
  * prefixes only, so an IPv6 rule such as `::/0` never admits or blocks an IPv4 client.
+ *
+ * A named client (a certificate, a token, a `[[clients]]` entry) is decided by {@link admits}
+ * in this order: a name in `denyClients` is refused; an address in `deny` is refused; a name in
+ * `allowClients` is served; then the address must be in `allow`. Unnamed clients: as `allows`.
  */
 export class Acl {
   readonly #allow: PrefixSet;
   readonly #deny: PrefixSet;
+  readonly #allowClients: ReadonlySet<string>;
+  readonly #denyClients: ReadonlySet<string>;
   /** The lists as given, for logs and the start-up warning. */
   readonly allow: readonly Cidr[];
   readonly deny: readonly Cidr[];
 
-  constructor(allow: readonly Cidr[], deny: readonly Cidr[]) {
+  constructor(allow: readonly Cidr[], deny: readonly Cidr[], names: ClientNameRules = {}) {
     this.allow = [...allow];
     this.deny = [...deny];
     this.#allow = new PrefixSet(allow);
     this.#deny = new PrefixSet(deny);
+    this.#allowClients = new Set(names.allowClients ?? []);
+    this.#denyClients = new Set(names.denyClients ?? []);
   }
 
   /** True when `ip` (a socket's peer address) may be served. Cheap: no allocation. */
@@ -234,6 +250,20 @@ export class Acl {
     }
     if (family === 6) return !this.#deny.hasV6(scratch) && this.#allow.hasV6(scratch);
     return false;
+  }
+
+  /**
+   * True when the client at `ip`, named `name` (null: unnamed), may be served; see the class
+   * comment for the order. Cheap: two set lookups at most besides {@link allows}.
+   */
+  admits(ip: string, name: string | null): boolean {
+    if (name === null) return this.allows(ip);
+    if (this.#denyClients.has(name)) return false;
+    if (!this.#allowClients.has(name)) return this.allows(ip);
+    const family = parseClientAddress(ip, scratch);
+    if (family === 4) return !this.#deny.hasV4(scratch[3] | 0);
+    if (family === 6) return !this.#deny.hasV6(scratch);
+    return true;
   }
 
   /**

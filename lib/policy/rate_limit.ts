@@ -12,7 +12,7 @@
  * TCP alone for the same reason; a separate stream bucket still bounds a TCP flooder.
  */
 import type { Clock } from "../sys/clock.ts";
-import { parseClientAddress } from "./ip.ts";
+import { parseClientAddress } from "../net/ip.ts";
 
 /** Settings of a RateLimiter; `qps` 0 disables limiting. */
 export interface RateLimiterOptions {

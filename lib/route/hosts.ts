@@ -10,8 +10,8 @@
  * (`fe80::1%lo0`, as macOS ships), which DNS cannot express.
  */
 import { RRType } from "../dns/message.ts";
-import { parseIPv4, parseIPv6 } from "../policy/ip.ts";
-import { aaaaRdata, aRdata } from "./answer.ts";
+import { parseIPv4, parseIPv6 } from "../net/ip.ts";
+import { aaaaRdata, aRdata } from "../dns/local_reply.ts";
 import { DEFAULT_RECORD_TTL, type LocalRecord, parseDomainName } from "./records.ts";
 
 /** A problem on one line (1-based), for `file:line: message`. */

@@ -11,7 +11,7 @@
  */
 import { CLASS_IN, type Message, Rcode, RRType } from "../dns/message.ts";
 import { nameFromString, namesEqual, nameToString } from "../dns/wire.ts";
-import { localReply, type LocalRR, soaRdata, SYNTHESIZED_SOA } from "./answer.ts";
+import { localReply, type LocalRR, soaRdata } from "../dns/local_reply.ts";
 import { isRecordError, LocalData, parseRecord, type RecordRow } from "./records.ts";
 
 /** One built-in zone: its apex, where it is specified, and any data it holds. */
@@ -86,8 +86,35 @@ export const BUILTIN_LOCAL_ZONES: readonly BuiltinZoneSpec[] = Object.freeze([
   { name: "8.b.d.0.1.0.0.2.ip6.arpa", rfc: "RFC 6303 §4.6" },
 ]);
 
+/** The SOA timers of synthesized zones, as Unbound's built-in local zones use them. */
+export const SYNTHESIZED_SOA = {
+  serial: 1,
+  refresh: 3600,
+  retry: 1200,
+  expire: 604800,
+  /** Negative-caching TTL (RFC 2308 §5) and the SOA record's own TTL. */
+  minimum: 10800,
+} as const;
+
 const LOCALHOST = nameFromString("localhost");
 const NOBODY_INVALID = nameFromString("nobody.invalid");
+
+/**
+ * The SOA of a zone answered here (`localhost. nobody.invalid.` and SYNTHESIZED_SOA's timers),
+ * with `negativeTtl` as both its own TTL and its negative-caching TTL.
+ */
+export function synthesizedSoa(
+  apex: Uint8Array,
+  negativeTtl: number = SYNTHESIZED_SOA.minimum,
+): LocalRR {
+  const timers = { ...SYNTHESIZED_SOA, minimum: negativeTtl };
+  return {
+    owner: apex,
+    type: RRType.SOA,
+    ttl: negativeTtl,
+    rdata: soaRdata(LOCALHOST, NOBODY_INVALID, timers),
+  };
+}
 const LOOPBACK_V4 = new Uint8Array([127, 0, 0, 1]);
 const LOOPBACK_V6 = Uint8Array.from({ length: 16 }, (_, i) => (i === 15 ? 1 : 0));
 
@@ -115,14 +142,8 @@ export class LocalZone {
     const wire = typeof apex === "string" ? nameFromString(apex) : apex;
     this.apex = wire.map((b) => (b >= 0x41 && b <= 0x5a ? b | 0x20 : b));
     this.name = nameToString(this.apex);
-    const ttl = SYNTHESIZED_SOA.minimum;
-    this.soa = {
-      owner: this.apex,
-      type: RRType.SOA,
-      ttl,
-      rdata: soaRdata(LOCALHOST, NOBODY_INVALID),
-    };
-    this.ns = { owner: this.apex, type: RRType.NS, ttl, rdata: LOCALHOST };
+    this.soa = synthesizedSoa(this.apex);
+    this.ns = { owner: this.apex, type: RRType.NS, ttl: this.soa.ttl, rdata: LOCALHOST };
     this.#loopback = opts.loopback ?? false;
     this.#data = opts.data ?? null;
   }

@@ -25,10 +25,10 @@
  * between clients.
  */
 import { type Message, type RecordInfo, RRType } from "../dns/message.ts";
+import { decompressRdata } from "../dns/rdata_names.ts";
 import { readName } from "../dns/wire.ts";
 import { type Cidr, parseCidr, PrefixSet } from "../policy/acl.ts";
 import { parseDomainName } from "./records.ts";
-import { rdataNameOffsets } from "./rdata_names.ts";
 import { SuffixTable } from "./suffix_table.ts";
 
 /**
@@ -206,35 +206,4 @@ export class RebindingFilter {
     if (opt) out.set(opt, p);
     return out;
   }
-}
-
-/**
- * The RDATA of `rec` with every name in it written out uncompressed (types listed in
- * rdata_names.ts), or a copy as it is for other types; null when a name does not decode.
- */
-function decompressRdata(reply: Uint8Array, rec: RecordInfo): Uint8Array | null {
-  const start = rec.rdataOffset;
-  const end = start + rec.rdataLength;
-  const layout = rdataNameOffsets(rec.type);
-  if (!layout) return reply.slice(start, end);
-  const chunks: Uint8Array[] = [];
-  let p = start;
-  for (const skip of layout) {
-    if (p + skip > end) return null;
-    chunks.push(reply.subarray(p, p + skip));
-    const name = readName(reply, p + skip);
-    if (!name.ok || name.value.end > end) return null;
-    chunks.push(name.value.wire);
-    p = name.value.end;
-  }
-  chunks.push(reply.subarray(p, end)); // fixed fields after the last name (SOA timers)
-  const size = chunks.reduce((n, c) => n + c.length, 0);
-  if (size > 0xffff) return null;
-  const out = new Uint8Array(size);
-  let w = 0;
-  for (const c of chunks) {
-    out.set(c, w);
-    w += c.length;
-  }
-  return out;
 }

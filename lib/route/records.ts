@@ -11,7 +11,7 @@
  */
 import { CLASS_IN, type Message, RRType } from "../dns/message.ts";
 import { nameFromString, namesEqual, nameToString } from "../dns/wire.ts";
-import { parseIPv4, parseIPv6 } from "../policy/ip.ts";
+import { parseIPv4, parseIPv6 } from "../net/ip.ts";
 import {
   aaaaRdata,
   aRdata,
@@ -20,7 +20,7 @@ import {
   MAX_TTL,
   srvRdata,
   u16NameRdata,
-} from "./answer.ts";
+} from "../dns/local_reply.ts";
 import { SuffixTable } from "./suffix_table.ts";
 
 /** The record types local data supports, declared once: config validation and docs derive. */

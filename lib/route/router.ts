@@ -19,8 +19,8 @@
  */
 import { CLASS_IN, type Message, Rcode, RRType } from "../dns/message.ts";
 import { nameToString } from "../dns/wire.ts";
-import { localReply, type LocalRR, soaRdata } from "./answer.ts";
-import { builtinZones, LocalZone } from "./local_zones.ts";
+import { localReply } from "../dns/local_reply.ts";
+import { builtinZones, LocalZone, synthesizedSoa } from "./local_zones.ts";
 import { LocalData, parseDomainName } from "./records.ts";
 import { SuffixTable } from "./suffix_table.ts";
 
@@ -120,9 +120,6 @@ export function routeLabel(d: RouteDecision): string {
   return d.kind === "local" ? "local" : d.action === "nxdomain" ? "blocked" : "refused";
 }
 
-const NOBODY_INVALID = parseDomainName("nobody.invalid", "rname") as Uint8Array;
-const LOCALHOST = parseDomainName("localhost", "mname") as Uint8Array;
-
 /** Cache tags by key and salt: the same decision gets the same tag in every generation. */
 const cacheTags = new Map<string, number>();
 
@@ -145,13 +142,7 @@ function forward(
 
 function block(action: "nxdomain" | "refuse", apex: Uint8Array): BlockDecision {
   const suffix = nameToString(apex);
-  const timers = { serial: 1, refresh: 3600, retry: 1200, expire: 604800, minimum: BLOCKED_TTL };
-  const soa: LocalRR = {
-    owner: apex,
-    type: RRType.SOA,
-    ttl: BLOCKED_TTL,
-    rdata: soaRdata(LOCALHOST, NOBODY_INVALID, timers),
-  };
+  const soa = synthesizedSoa(apex, BLOCKED_TTL);
   return {
     kind: "block",
     action,

@@ -7,10 +7,10 @@
  * re-resolved lazily, on the first use after they expire (a dial, not a query: connections are
  * long-lived); when re-resolution fails the old addresses are kept and tried again a little later.
  */
-import { CLASS_IN, decodeMessage, type Question, Rcode, RRType } from "../dns/message.ts";
+import { CLASS_IN, type Question, Rcode, RRType } from "../dns/message.ts";
 import { encodeQuery } from "../dns/reply.ts";
 import { nameFromString } from "../dns/wire.ts";
-import { isIP } from "../config/ip.ts";
+import { isIP } from "../net/ip.ts";
 import type { Clock } from "../sys/clock.ts";
 import { logger } from "../sys/log.ts";
 import type { Random } from "../sys/random.ts";
@@ -18,15 +18,8 @@ import { dialTcp } from "./dial.ts";
 import { UpstreamGroup } from "./group.ts";
 import { StreamUpstream } from "./stream_upstream.ts";
 import { UdpUpstream } from "./udp_upstream.ts";
+import type { AddressResolver, Lookup } from "./resolver.ts";
 import type { Exchange } from "./upstream.ts";
-
-/** The outcome of resolving a hostname: IP literals, IPv4 first, or why there are none. */
-export type Lookup = { ok: true; addresses: string[] } | { ok: false; message: string };
-
-/** Anything that turns an upstream's hostname into addresses to dial. */
-export interface AddressResolver {
-  lookup(hostname: string): Promise<Lookup>;
-}
 
 /** One bootstrap server: plain DNS, by IP. */
 export interface BootstrapServer {
@@ -207,9 +200,7 @@ function addressesOf(
 ): { addresses: string[]; ttlMs: number; error?: string } {
   const none = (error: string) => ({ addresses: [], ttlMs: Infinity, error });
   if (!r.ok) return none(r.error.message);
-  const d = decodeMessage(r.reply);
-  if (!d.ok) return none(`malformed reply: ${d.error.message}`);
-  const msg = d.value;
+  const msg = r.msg;
   if (msg.rcode !== Rcode.NOERROR) return none(`rcode ${msg.rcode}`);
   const size = qtype === RRType.A ? 4 : 16;
   const addresses: string[] = [];

@@ -4,10 +4,13 @@
  * retries truncated answers over TCP to the same server. The server wiring calls only this.
  */
 import { DEFAULT_EDNS_UDP_SIZE } from "../dns/reply.ts";
-import { isIP } from "../config/ip.ts";
+import type { Transport } from "../dns/transport.ts";
+import { isIP } from "../net/ip.ts";
+import { pinnedDialer } from "../identity/pinned_dial.ts";
+import { PinSet } from "../identity/spki.ts";
 import type { Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
-import type { AddressResolver } from "./bootstrap.ts";
+import { type AddressResolver, fixedAddress } from "./resolver.ts";
 import { type Dialer, dialTcp, dialTls } from "./dial.ts";
 import { DohUpstream } from "./doh_upstream.ts";
 import type { GroupMember } from "./group.ts";
@@ -16,9 +19,6 @@ import { StreamUpstream } from "./stream_upstream.ts";
 import { UdpUpstream } from "./udp_upstream.ts";
 import type { UpstreamStats } from "./upstream.ts";
 
-/** The upstream URL schemes. */
-export type UpstreamProtocol = "udp" | "tcp" | "tls" | "https";
-
 /**
  * One configured upstream. `UpstreamConfig` from lib/config fits as it is; other fields are
  * ignored.
@@ -26,7 +26,7 @@ export type UpstreamProtocol = "udp" | "tcp" | "tls" | "https";
 export interface UpstreamSpec {
   /** The URL as written: the upstream's name in logs and metrics. */
   url: string;
-  protocol: UpstreamProtocol;
+  protocol: Transport;
   /** IP literal (no brackets), or for tls/https a hostname resolved through `resolver`. */
   hostname: string;
   port: number;
@@ -36,6 +36,11 @@ export interface UpstreamSpec {
   tlsName?: string;
   /** tls/https: extra PEM trust anchors (ca_file). */
   caCerts?: string[];
+  /**
+   * tls: SPKI pins (lib/identity/spki.ts); a connection is used only if its chain has a pinned
+   * key, checked after every handshake, in addition to the CA and name checks. Empty: none.
+   */
+  spkiPins?: readonly string[];
 }
 
 /**
@@ -120,8 +125,18 @@ export function createUpstream(spec: UpstreamSpec, deps: UpstreamDeps): ManagedU
       resolver: deps.resolver,
     });
   switch (spec.protocol) {
-    case "tls":
-      return stream(spec.url, deps.dial ?? dialTls, true, tlsName);
+    case "tls": {
+      // A pinned upstream dials through node:tls, which reports the chain to check.
+      const pinned = spec.spkiPins?.length
+        ? pinnedDialer({
+          pins: new PinSet(spec.spkiPins),
+          clock,
+          handshakeTimeoutMs: deps.connectTimeoutMs,
+          upstream: spec.url,
+        })
+        : null;
+      return stream(spec.url, deps.dial ?? pinned ?? dialTls, true, tlsName);
+    }
     case "tcp":
       return stream(spec.url, dialTcp, false);
     case "udp":
@@ -162,9 +177,4 @@ function dohUrl(spec: UpstreamSpec, tlsName: string | undefined): string {
   const host = tlsName ?? spec.hostname;
   const authority = `${host.includes(":") ? `[${host}]` : host}:${spec.port}`;
   return `https://${authority}${spec.path ?? "/dns-query"}`;
-}
-
-/** A resolver that always answers the configured IP (a DoH upstream by IP with a tls_name). */
-function fixedAddress(ip: string): AddressResolver {
-  return { lookup: () => Promise.resolve({ ok: true, addresses: [ip] }) };
 }

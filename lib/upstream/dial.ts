@@ -15,9 +15,20 @@ export interface DialTarget {
   caCerts?: string[];
 }
 
+/**
+ * What a dial hands out: the stream an upstream connection reads and writes. A `Deno.Conn` is
+ * one; so is the node:tls socket of a pinned DoT dial (lib/identity/pinned_dial.ts), which must
+ * see the server's certificates.
+ */
+export interface UpstreamStream {
+  read(p: Uint8Array): Promise<number | null>;
+  write(p: Uint8Array): Promise<number>;
+  close(): void;
+}
+
 /** A dial in progress: `abort` closes whatever socket exists and makes `done` reject. */
-export interface Dial {
-  done: Promise<Deno.Conn>;
+export interface Dial<S extends UpstreamStream = UpstreamStream> {
+  done: Promise<S>;
   /** Which stage the dial is in, so a failure or timeout can be classified. */
   stage(): "connect" | "tls";
   abort(): void;
@@ -27,12 +38,14 @@ export interface Dial {
 export type Dialer = (target: DialTarget) => Dial;
 
 /** The DoT dialer: `Deno.connect` + `setNoDelay` + `Deno.startTls` + explicit handshake. */
-export const dialTls: Dialer = (target) => dialStream(target, true);
+export const dialTls: (target: DialTarget) => Dial<Deno.Conn> = (target) =>
+  dialStream(target, true);
 
 /** The plain-TCP dialer (`tcp://` upstreams, and UDP's TC=1 retries): connect + no-delay. */
-export const dialTcp: Dialer = (target) => dialStream(target, false);
+export const dialTcp: (target: DialTarget) => Dial<Deno.Conn> = (target) =>
+  dialStream(target, false);
 
-function dialStream(target: DialTarget, tls: boolean): Dial {
+function dialStream(target: DialTarget, tls: boolean): Dial<Deno.Conn> {
   let aborted = false;
   let stage: "connect" | "tls" = "connect";
   let socket: Deno.Conn | null = null;

@@ -9,11 +9,11 @@
 import { decodeMessage, type Message, type Question } from "../dns/message.ts";
 import type { HopEdns } from "../dns/edns.ts";
 import { questionMatches, setId } from "../dns/reply.ts";
-import { isIP } from "../config/ip.ts";
+import { isIP } from "../net/ip.ts";
 import type { Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import type { Random } from "../sys/random.ts";
-import type { AddressResolver } from "./bootstrap.ts";
+import type { AddressResolver } from "./resolver.ts";
 import type { Health, HealthPolicy } from "./health.ts";
 import { HealthMonitor, PROBE, PROBE_QUESTION } from "./monitor.ts";
 import { ConnectTunnel } from "./tunnel.ts";

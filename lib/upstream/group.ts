@@ -24,11 +24,11 @@ export interface GroupMember extends Upstream {
   readonly health: Health;
 }
 
-/** How a group picks members; see the module comment. */
-export type Strategy = "failover" | "round_robin" | "fastest" | "parallel";
+/** Every strategy, declared once: config validation and messages read this list. */
+export const STRATEGIES = ["failover", "round_robin", "fastest", "parallel"] as const;
 
-/** Every strategy, for config validation and messages. */
-export const STRATEGIES: readonly Strategy[] = ["failover", "round_robin", "fastest", "parallel"];
+/** How a group picks members; see the module comment. */
+export type Strategy = typeof STRATEGIES[number];
 
 /** Collaborators and tuning of a group. */
 export interface GroupOptions {

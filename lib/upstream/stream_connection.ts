@@ -8,11 +8,12 @@
 import type { Question } from "../dns/message.ts";
 import { keepaliveTimeoutMs } from "../dns/edns.ts";
 import { setId } from "../dns/reply.ts";
-import { FramedWriter, FrameReader } from "../listen/framing.ts";
+import { FramedWriter, FrameReader } from "../dns/framing.ts";
 import type { Cancel, Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
 import { errText } from "../sys/errors.ts";
 import { type ConnectionResult, type DiscardCounts, PendingQueries } from "./pending.ts";
+import type { UpstreamStream } from "./dial.ts";
 
 export type { ConnectionResult, DiscardCounts } from "./pending.ts";
 
@@ -48,7 +49,7 @@ export class StreamConnection {
   #cancelIdle: Cancel | null = null;
   #idleTimeoutMs: number;
 
-  constructor(private readonly stream: Deno.Conn, private readonly opts: ConnectionOptions) {
+  constructor(private readonly stream: UpstreamStream, private readonly opts: ConnectionOptions) {
     this.#idleTimeoutMs = opts.idleTimeoutMs;
     this.#pending = new PendingQueries({
       clock: opts.clock,

@@ -8,12 +8,12 @@
  */
 import type { Message, Question } from "../dns/message.ts";
 import type { HopEdns } from "../dns/edns.ts";
-import { isIP } from "../config/ip.ts";
+import { isIP } from "../net/ip.ts";
 import { logger } from "../sys/log.ts";
 import type { Clock } from "../sys/clock.ts";
 import type { Random } from "../sys/random.ts";
 import { errText } from "../sys/errors.ts";
-import type { AddressResolver } from "./bootstrap.ts";
+import type { AddressResolver } from "./resolver.ts";
 import { type Dial, type Dialer, type DialTarget, dialTls } from "./dial.ts";
 import type { Health, HealthPolicy } from "./health.ts";
 import { HealthMonitor, PROBE, PROBE_QUESTION } from "./monitor.ts";

@@ -11,8 +11,8 @@
 import type { Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
-import { writeAll } from "../listen/framing.ts";
-import type { AddressResolver } from "./bootstrap.ts";
+import { writeAll } from "../dns/framing.ts";
+import type { AddressResolver } from "./resolver.ts";
 import { dialTcp } from "./dial.ts";
 
 /** What a tunnel may connect to and how. */

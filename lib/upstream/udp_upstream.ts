@@ -10,7 +10,7 @@ import type { Message, Question } from "../dns/message.ts";
 import { Flag } from "../dns/message.ts";
 import { withId } from "../dns/reply.ts";
 import type { HopEdns } from "../dns/edns.ts";
-import { ipKey, isIPv6 } from "../config/ip.ts";
+import { ipKey, isIPv6 } from "../net/ip.ts";
 import type { Clock } from "../sys/clock.ts";
 import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";

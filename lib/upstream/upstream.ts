@@ -6,23 +6,28 @@ import { decodeQuery, type Message, type Question } from "../dns/message.ts";
 import { type HopEdns, upstreamQuery } from "../dns/edns.ts";
 
 /**
- * Why an exchange failed. `timeout`: no matching reply in time; `connect`: the connection could
+ * Why an exchange can fail, declared once (metrics write a series for each, in this order).
+ * `timeout`: no matching reply in time; `connect`: the connection could
  * not be established (refused, unreachable, not within connect_timeout); `tls`: handshake
  * (including its timeout) or certificate failure (never retried in cleartext); `closed`: the
- * connection went away with the query outstanding, or a datagram could not be sent; `down`: the upstream is backing off after
- * failures and has no usable connection; `overloaded`: every connection is at its in-flight cap;
+ * connection went away with the query outstanding, or a datagram could not be sent; `down`: the
+ * upstream is backing off after failures and has no usable connection; `overloaded`: every connection is at its in-flight cap;
  * `protocol`: the server answered, but not with a usable DNS message (DoH: an HTTP status other
  * than 200, a wrong content type, a body that does not decode or answers another question).
  * How much each says about the upstream's health is declared once, in health.ts.
  */
-export type UpstreamErrorKind =
-  | "timeout"
-  | "connect"
-  | "tls"
-  | "closed"
-  | "down"
-  | "overloaded"
-  | "protocol";
+export const UPSTREAM_ERROR_KINDS = [
+  "timeout",
+  "connect",
+  "tls",
+  "closed",
+  "down",
+  "overloaded",
+  "protocol",
+] as const;
+
+/** One of UPSTREAM_ERROR_KINDS. */
+export type UpstreamErrorKind = typeof UPSTREAM_ERROR_KINDS[number];
 
 /** A failed exchange, naming the upstream so logs and metrics can say which one. */
 export interface UpstreamError {
@@ -32,10 +37,11 @@ export interface UpstreamError {
 }
 
 /**
- * The outcome of one exchange: the reply bytes (ID still the upstream's) and, when the upstream
- * already decoded them to match the question, the decoded form (so nobody decodes twice); or why not.
+ * The outcome of one exchange: the reply bytes (ID still the upstream's) and their decoded form
+ * (every upstream decodes a reply to match it to the question, so nobody decodes twice); or why
+ * not. A reply that does not decode is a `protocol` failure, never an `ok`.
  */
-export type Exchange = { ok: true; reply: Uint8Array; msg?: Message; upstream: string } | {
+export type Exchange = { ok: true; reply: Uint8Array; msg: Message; upstream: string } | {
   ok: false;
   error: UpstreamError;
 };

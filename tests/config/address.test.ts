@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ipKey, isIPv4, isIPv6 } from "../../lib/config/ip.ts";
+import { ipKey, isIPv4, isIPv6 } from "../../lib/net/ip.ts";
 import {
   type EndpointRules,
   hostnameProblem,

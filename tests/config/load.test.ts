@@ -45,17 +45,19 @@ interface ValidCase {
   check: (c: Config) => void;
 }
 
-const upstream = (fields: Partial<UpstreamConfig>): UpstreamConfig => ({
-  url: "tls://1.1.1.1",
-  protocol: "tls",
-  hostname: "1.1.1.1",
-  hostnameIsIp: true,
-  port: 853,
-  tlsName: "cloudflare-dns.com",
-  caCerts: [],
-  group: "default",
-  ...fields,
-});
+const upstream = (fields: Partial<UpstreamConfig>): UpstreamConfig =>
+  ({
+    url: "tls://1.1.1.1",
+    protocol: "tls",
+    hostname: "1.1.1.1",
+    hostnameIsIp: true,
+    port: 853,
+    tlsName: "cloudflare-dns.com",
+    caCerts: [],
+    group: "default",
+    spkiPins: [],
+    ...fields,
+  }) as UpstreamConfig;
 
 /** A prefix that must parse (test fixtures). */
 const cidr = (text: string) => {
@@ -70,7 +72,14 @@ const valid: ValidCase[] = [
     toml: MINIMAL,
     check: (c) => {
       assert.deepEqual(c.listeners, [
-        { url: "udp://127.0.0.1:5053", protocol: "udp", hostname: "127.0.0.1", port: 5053 },
+        {
+          url: "udp://127.0.0.1:5053",
+          protocol: "udp",
+          hostname: "127.0.0.1",
+          port: 5053,
+          proxyProtocol: false,
+          trustedProxies: [],
+        },
       ]);
       assert.deepEqual(c.upstreams, [upstream({})]);
       assert.deepEqual(c.server, DEFAULT_SERVER);
@@ -139,6 +148,8 @@ prefetch = false
 [access]
 allow = ["192.0.2.0/24", "2001:db8::/32"]
 deny = ["192.0.2.128/25"]
+allow_clients = ["alice", "Bob Smith"]
+deny_clients = ["mallory"]
 action = "drop"
 [rate_limit]
 qps = 20
@@ -160,8 +171,19 @@ enabled = true
 sink = "file"
 path = "log/queries.log"
 format = "text"
+[[clients]]
+name = "office"
+networks = ["192.0.2.0/24", "2001:db8:1::/48"]
+qps = 2.5
+burst = 7
+[[clients]]
+name = "alice"
 `,
     check: (c) => {
+      assert.deepEqual(c.clients, [
+        { name: "office", networks: ["192.0.2.0/24", "2001:db8:1::/48"], qps: 2.5, burst: 7 },
+        { name: "alice", networks: [], qps: 0, burst: 0 },
+      ]);
       assert.deepEqual(c.server, {
         udpMaxSize: 4096,
         tcpIdleTimeoutMs: 60_000,
@@ -205,6 +227,8 @@ format = "text"
       assert.deepEqual(c.access, {
         allow: [cidr("192.0.2.0/24"), cidr("2001:db8::/32")],
         deny: [cidr("192.0.2.128/25")],
+        allowClients: ["alice", "Bob Smith"],
+        denyClients: ["mallory"],
         action: "drop",
       });
       assert.deepEqual(c.rateLimit, {
@@ -361,6 +385,10 @@ tls_name = "1.0.0.1"
         keyFile: "/keys/key.pem",
         cert: `${PEM}\n${PEM}\n`,
         key: `${KEY}\n`,
+        proxyProtocol: false,
+        trustedProxies: [],
+        clientAuth: "none",
+        clientCa: null,
       });
     },
   },
@@ -421,6 +449,11 @@ tls_name = "1.0.0.1"
         path: "/resolve/v1",
         trustedProxies: [cidr("10.0.0.0/8"), cidr("fd00::1/128")],
         clientHeader: "x-real-ip",
+        clientAuth: "none",
+        tokens: [],
+        authMaxFailures: 10,
+        authFailuresPerMinute: 6,
+        authBlockMs: 60_000,
       });
     },
   },
@@ -444,7 +477,8 @@ tls_name = "1.0.0.1"
       ]);
       assert.equal(c.listeners[0].path, undefined);
       assert.equal(c.listeners[0].clientHeader, undefined);
-      assert.equal(c.listeners[2].trustedProxies, undefined);
+      assert.deepEqual(c.listeners[2].trustedProxies, [], "no PROXY protocol on tls");
+      assert.equal(c.listeners[3].proxyProtocol, undefined);
     },
   },
 
@@ -460,6 +494,8 @@ tls_name = "1.0.0.1"
       const global = {
         allow: [cidr("10.0.0.0/8")],
         deny: [cidr("10.0.0.1/32")],
+        allowClients: [],
+        denyClients: [],
         action: "drop" as const,
       };
       assert.deepEqual(c.access, global);
@@ -477,6 +513,8 @@ tls_name = "1.0.0.1"
       assert.deepEqual(c.listeners[0].access, {
         allow: [...DEFAULT_ALLOW],
         deny: [cidr("10.9.0.0/16")],
+        allowClients: [],
+        denyClients: [],
         action: "refuse",
       });
     },
@@ -521,7 +559,8 @@ tls_name = "other.example.net"
 `,
     check: (c) => {
       assert.ok(c.upstreams.every((u) => u.group === "default"));
-      assert.deepEqual(c.upstreams.map(({ group: _, ...u }) => u), [
+      assert.ok(c.upstreams.every((u) => u.spkiPins.length === 0), "not pinned by default");
+      assert.deepEqual(c.upstreams.map(({ group: _, spkiPins: _p, ...u }) => u), [
         {
           url: "https://cloudflare-dns.com/dns-query",
           protocol: "https",
@@ -876,7 +915,21 @@ const EXAMPLES: { name: string; lines: string[]; check: (c: Config) => void }[] 
     lines: [
       `# [[listeners]]`,
       `# url = "tls://127.0.0.1:8853"`,
+      `# client_auth = "none"`,
+      `# proxy_protocol = false`,
+      `# url = "tls://127.0.0.1:8854"`,
+      `# client_auth = "require"`,
+      `# client_ca_file = "/etc/dotproxy/clients-ca.pem"`,
+      `# url = "tcp://127.0.0.1:5054"`,
+      `# proxy_protocol = true`,
+      `# trusted_proxies = ["10.0.0.0/24"]`,
       `# url = "https://127.0.0.1:8443/dns-query"`,
+      `# url = "https://127.0.0.1:8444/dns-query"`,
+      `# tokens = [{ name = "alice", sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" }]`,
+      `# tokens_file = "/etc/dotproxy/tokens"`,
+      `# auth_max_failures = 10`,
+      `# auth_failures_per_minute = 6`,
+      `# auth_block = "1m"`,
       `# url = "http://127.0.0.1:8080/dns-query"`,
       `# cert_file = "/etc/dotproxy/cert.pem"`,
       `# key_file = "/etc/dotproxy/key.pem"`,
@@ -888,9 +941,17 @@ const EXAMPLES: { name: string; lines: string[]; check: (c: Config) => void }[] 
       `# action = "drop"`,
     ],
     check: (c) => {
-      assert.deepEqual(c.listeners.map((l) => l.protocol), ["udp", "tcp", "tls", "https", "http"]);
-      assert.equal(c.listeners[4].access?.action, "drop");
-      assert.equal(c.listeners[3].access, undefined);
+      assert.deepEqual(
+        c.listeners.map((l) => l.protocol),
+        ["udp", "tcp", "tls", "tls", "tcp", "https", "https", "http"],
+      );
+      assert.equal(c.listeners[7].access?.action, "drop");
+      assert.equal(c.listeners[5].access, undefined);
+      assert.equal(c.listeners[6].clientAuth, "require");
+      assert.deepEqual(c.listeners[6].tokens?.map((t) => t.name), ["alice", "bob"]);
+      assert.equal(c.listeners[3].clientAuth, "require");
+      assert.equal(c.listeners[3].clientCa, `${PEM}\n`);
+      assert.equal(c.listeners[4].proxyProtocol, true);
     },
   },
   {
@@ -930,6 +991,24 @@ const EXAMPLES: { name: string; lines: string[]; check: (c: Config) => void }[] 
       assert.equal(c.rateLimit.burst, 100);
     },
   },
+  {
+    name: "named clients",
+    lines: [
+      `# [[clients]]`,
+      `# name = "office"`,
+      `# networks = ["192.0.2.0/24", "2001:db8:1::/48"]`,
+      `# qps = 0`,
+      `# name = "alice"`,
+      `# qps = 100`,
+      `# burst = 200`,
+    ],
+    check: (c) => {
+      assert.deepEqual(c.clients, [
+        { name: "office", networks: ["192.0.2.0/24", "2001:db8:1::/48"], qps: 0, burst: 0 },
+        { name: "alice", networks: [], qps: 100, burst: 200 },
+      ]);
+    },
+  },
 ];
 
 for (const ex of EXAMPLES) {
@@ -949,6 +1028,8 @@ for (const ex of EXAMPLES) {
       "/etc/dotproxy/cert.pem": PEM,
       "/etc/dotproxy/key.pem": KEY,
       "/etc/dotproxy/private-ca.pem": PEM,
+      "/etc/dotproxy/clients-ca.pem": PEM,
+      "/etc/dotproxy/tokens": `# name sha256\nbob ${"ab".repeat(32)}\n`,
     };
     const result = await loadConfig("/etc/dotproxy/config.toml", fakeFiles(files));
     if (isConfigError(result)) assert.fail(formatConfigError(result));

@@ -5,32 +5,16 @@
  */
 import assert from "node:assert/strict";
 import {
-  type Config,
   configWarnings,
   formatConfigError,
   isConfigError,
-  parseConfig,
   restartNeeded,
 } from "../../lib/config/load.ts";
 import { DEFAULT_FORWARDING, DEFAULT_ROUTING, forwardingOf } from "../../lib/config/schema.ts";
-import { BASE_DIR, CONFIG_PATH, fakeFiles, LISTENER, MINIMAL } from "./helpers.ts";
+import { acceptedConfig as ok, LISTENER, MINIMAL, parseWithFiles as parse } from "./helpers.ts";
 
 const CORP = `[[upstreams]]\nurl = "udp://10.0.0.53"\ngroup = "corp"\n`;
 const CORP_ROUTE = `[[routes]]\ndomains = ["corp.example"]\ngroup = "corp"\n`;
-
-async function parse(toml: string, files: Record<string, string> = {}) {
-  return await parseConfig(toml, {
-    path: CONFIG_PATH,
-    baseDir: BASE_DIR,
-    readFile: fakeFiles(files),
-  });
-}
-
-async function ok(toml: string, files: Record<string, string> = {}): Promise<Config> {
-  const c = await parse(toml, files);
-  if (isConfigError(c)) assert.fail(formatConfigError(c));
-  return c;
-}
 
 /** The one-line message --check prints for `toml`, which must be invalid. */
 async function rejected(toml: string, files: Record<string, string> = {}): Promise<string> {

@@ -172,6 +172,31 @@ const cases: Case[] = [
     want: [],
   },
   {
+    name: "a name in allow_clients that nothing can give a client",
+    toml: MINIMAL + `[access]\nallow_clients = ["alice", "office"]\n` +
+      `[[clients]]\nname = "office"\nnetworks = ["10.1.0.0/16"]\n`,
+    want: [
+      `access.allow_clients names "alice", but no [[clients]] entry has that name and no ` +
+      `listener asks for client certificates, so it never matches`,
+    ],
+  },
+  {
+    name: "names from client certificates may be anything",
+    toml: `[[listeners]]\nurl = "tls://127.0.0.1:853"\ncert_file = "cert.pem"\n` +
+      `key_file = "key.pem"\nclient_auth = "optional"\nclient_ca_file = "cert.pem"\n` +
+      `[listeners.access]\ndeny_clients = ["mallory"]\n` + UPSTREAM,
+    want: [],
+  },
+  {
+    name: "trusted_proxies of everyone on a PROXY protocol listener",
+    toml: `[[listeners]]\nurl = "tcp://127.0.0.1:53"\nproxy_protocol = true\n` +
+      `trusted_proxies = ["0.0.0.0/0"]\n` + UPSTREAM,
+    want: [
+      `listeners[0].trusted_proxies includes 0.0.0.0/0: any client may claim any address in ` +
+      `its PROXY protocol header`,
+    ],
+  },
+  {
     name: "warnings come in config order",
     toml: listen("udp://0.0.0.0:53") + listen("udp://127.0.0.1:53") +
       listen("tcp://198.51.100.1:53") + UPSTREAM + OPEN +

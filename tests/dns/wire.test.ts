@@ -277,10 +277,3 @@ Deno.test("readName and skipName report a negative offset instead of reading gar
   assert.equal(errorKind(skipName(buf, -1)), "truncated");
   assert.equal(errorKind(readName(buf, buf.length)), "truncated");
 });
-
-Deno.test("mod.ts re-exports the whole codec", async () => {
-  const mod = await import("../../lib/dns/mod.ts");
-  for (const name of ["readName", "decodeMessage", "errorReply", "truncateReply", "RRType"]) {
-    assert.ok(name in mod, name);
-  }
-});

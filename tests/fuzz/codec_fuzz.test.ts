@@ -17,14 +17,8 @@ import {
 } from "../../lib/dns/message.ts";
 import { errorReply, formErrFromHeader, truncateReply } from "../../lib/dns/reply.ts";
 import type { Decoded, DecodeErrorKind } from "../../lib/dns/wire.ts";
-import {
-  fuzzFailure,
-  fuzzInput,
-  fuzzSeed,
-  Rng,
-  validQuery,
-  validResponse,
-} from "../helpers/fuzz.ts";
+import { fuzzFailure, fuzzInput, fuzzSeed, validQuery, validResponse } from "../helpers/fuzz.ts";
+import { Rng } from "../helpers/rng.ts";
 
 const SEED = fuzzSeed(0xd0c0de);
 const INPUTS = 100_000;

@@ -22,7 +22,8 @@ import {
   udpQuery,
 } from "../helpers/dns_client.ts";
 import { expectedAddress, startFakeDot } from "../helpers/fake_dot.ts";
-import { fuzzFailure, fuzzInput, fuzzSeed, randomBytes, Rng, toHex } from "../helpers/fuzz.ts";
+import { fuzzFailure, fuzzInput, fuzzSeed, randomBytes, toHex } from "../helpers/fuzz.ts";
+import { Rng } from "../helpers/rng.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 
 /** These tests count error answers to garbage, so the per-client budget for them is lifted. */

@@ -79,6 +79,11 @@ export class TcpDnsClient {
     this.#conn = conn;
   }
 
+  /** A client on a connection already open (e.g. one that sent a PROXY header before TLS). */
+  static over(conn: Deno.Conn): TcpDnsClient {
+    return new TcpDnsClient(conn);
+  }
+
   /** The underlying connection (a `Deno.TlsConn` when connected with `tls`). */
   get conn(): Deno.Conn {
     return this.#conn;

@@ -4,7 +4,9 @@
  */
 import dnsPacket from "dns-packet";
 import { Buffer } from "node:buffer";
+import { Rcode } from "../../lib/dns/message.ts";
 import { frame, writeAll } from "./dns_client.ts";
+import { fixturePath } from "./fixtures.ts";
 
 /**
  * How the server treats queries. Read when a query arrives (or, for "close-immediately" and
@@ -73,11 +75,9 @@ export interface FakeDot {
   close(): Promise<void>;
 }
 
-const FIXTURES = new URL("../fixtures/", import.meta.url);
-
 /** Reads a fixture PEM by file name, e.g. "ca.pem". */
 export function readFixture(name: string): Promise<string> {
-  return Deno.readTextFile(new URL(name, FIXTURES));
+  return Deno.readTextFile(fixturePath(name));
 }
 
 /**
@@ -92,15 +92,24 @@ export function expectedAddress(name: string, type: "A" | "AAAA" = "A"): string 
   return type === "A" ? `192.0.2.${x}` : `2001:db8::${x}`;
 }
 
-const RCODES: Record<string, number> = {
-  NOERROR: 0,
-  FORMERR: 1,
-  SERVFAIL: 2,
-  NXDOMAIN: 3,
-  NOTIMP: 4,
-  REFUSED: 5,
-};
 const OPCODE_MASK = 0x7800;
+
+/**
+ * `p` with what a fake server's `answerFor` returned laid over it; its `rcode` (a name such as
+ * "SERVFAIL") sets the flags' rcode bits.
+ */
+export function withCustomAnswer(
+  p: dnsPacket.Packet,
+  custom: Partial<dnsPacket.Packet>,
+): dnsPacket.Packet {
+  const { rcode, ...rest } = custom as Partial<dnsPacket.Packet> & { rcode?: string };
+  const out = { ...p, ...rest };
+  if (rcode !== undefined) {
+    const code = (Rcode as Record<string, number>)[rcode] ?? 0;
+    out.flags = ((out.flags ?? 0) & ~0xf) | (code & 0xf);
+  }
+  return out;
+}
 
 /**
  * The default answer to `q`: id, question and opcode echoed, RD copied, RA set; one A or AAAA
@@ -227,11 +236,7 @@ export async function startFakeDot(opts: FakeDotOptions = {}): Promise<FakeDot> 
       });
     } else if (opts.answerFor) {
       const custom = opts.answerFor(q);
-      if (custom) {
-        const { rcode, ...rest } = custom as Partial<dnsPacket.Packet> & { rcode?: string };
-        p = { ...p, ...rest };
-        if (rcode !== undefined) p.flags = ((p.flags ?? 0) & ~0xf) | (RCODES[rcode] ?? 0);
-      }
+      if (custom) p = withCustomAnswer(p, custom);
     }
     return encode(p);
   };

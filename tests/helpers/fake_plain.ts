@@ -6,8 +6,9 @@
 import dnsPacket from "dns-packet";
 import { Buffer } from "node:buffer";
 import { frame, writeAll } from "./dns_client.ts";
-import { defaultAnswer } from "./fake_dot.ts";
+import { defaultAnswer, withCustomAnswer } from "./fake_dot.ts";
 import { decodeQuery, type Question } from "../../lib/dns/message.ts";
+import type { PlainTransport } from "../../lib/dns/transport.ts";
 
 /**
  * How the server treats queries (read when each query arrives):
@@ -26,9 +27,6 @@ export type PlainBehaviour =
   | "wrong-id"
   | "wrong-question"
   | "spoof-first";
-
-/** The transport a query came over. */
-export type PlainTransport = "udp" | "tcp";
 
 export interface FakePlainOptions {
   /** Default "answer". */
@@ -73,8 +71,6 @@ export interface FakePlain {
    */
   close(): Promise<void>;
 }
-
-const RCODES: Record<string, number> = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 };
 
 function encode(p: dnsPacket.Packet): Uint8Array {
   return new Uint8Array(dnsPacket.encode(p));
@@ -133,11 +129,7 @@ export function startFakePlain(opts: FakePlainOptions = {}): FakePlain {
       p.flags = (p.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE;
     } else if (opts.answerFor) {
       const custom = opts.answerFor(q, transport);
-      if (custom) {
-        const { rcode, ...rest } = custom as Partial<dnsPacket.Packet> & { rcode?: string };
-        p = { ...p, ...rest };
-        if (rcode !== undefined) p.flags = ((p.flags ?? 0) & ~0xf) | (RCODES[rcode] ?? 0);
-      }
+      if (custom) p = withCustomAnswer(p, custom);
     }
     if (b === "wrong-id") p.id = ((q.id ?? 0) + 1) & 0xffff;
     if (transport === "tcp" && opts.keepalive !== undefined) {

@@ -6,9 +6,6 @@
  */
 import type { Rng } from "./rng.ts";
 
-// The generator every function here takes, handed out with them.
-export { Rng } from "./rng.ts";
-
 /**
  * The seed to fuzz with: FUZZ_SEED from the environment (decimal or 0x hex) when set and
  * readable, else `fallback`, so a failure reported with its seed can be replayed exactly.

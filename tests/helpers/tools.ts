@@ -4,6 +4,7 @@
  * env CI=true: CI installs every tool, so there a missing tool fails the test, and `.ci/run`
  * fails the run if any test was ignored at all.
  */
+import { fixturePath } from "./fixtures.ts";
 
 /** Absolute path of the tool if it is on PATH (or in /usr/sbin, /sbin), else null. */
 export async function findTool(name: string): Promise<string | null> {
@@ -22,26 +23,57 @@ export async function findTool(name: string): Promise<string | null> {
   }
 }
 
-/** Whether the tool (e.g. "unbound", "dig", "kdig") is installed. */
-export async function haveTool(name: string): Promise<boolean> {
-  return (await findTool(name)) !== null;
+/** Runs a tool to completion (no stdin); its stdout then stderr as text, whatever its exit code. */
+export async function runTool(bin: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(bin, { args, stdin: "null", stdout: "piped", stderr: "piped" })
+    .output();
+  const dec = new TextDecoder();
+  return dec.decode(out.stdout) + dec.decode(out.stderr);
+}
+
+/**
+ * The arguments that point dig or kdig at 127.0.0.1:`port` for one try of at most 5 s, and with
+ * `caFile` verify the server as `dns.test` (the test certificate) over TLS. Transport flags
+ * (`+tcp`, `+https=…`) go before them, the question after.
+ */
+export function digArgs(tool: "dig" | "kdig", port: number, caFile?: string): string[] {
+  return [
+    "@127.0.0.1",
+    "-p",
+    String(port),
+    "+time=5",
+    tool === "kdig" ? "+retry=0" : "+tries=1",
+    ...(caFile ? [`+tls-ca=${caFile}`, "+tls-hostname=dns.test"] : []),
+  ];
+}
+
+/**
+ * kdig over TLS to 127.0.0.1:`port` for `question` (e.g. ["a.test"]), verifying the test
+ * certificate and presenting client certificate fixture `cert` (`cert`.pem with `cert`-key.pem)
+ * when given: kdig's output.
+ */
+export function kdigTls(
+  bin: string,
+  port: number,
+  question: string[],
+  cert?: string,
+): Promise<string> {
+  const clientCert = cert
+    ? [
+      `+tls-certfile=${fixturePath(`${cert}.pem`)}`,
+      `+tls-keyfile=${fixturePath(`${cert}-key.pem`)}`,
+    ]
+    : [];
+  return runTool(bin, [
+    ...digArgs("kdig", port, fixturePath("ca.pem")),
+    ...clientCert,
+    ...question,
+  ]);
 }
 
 /** Whether env CI is "true": then a missing tool fails a test instead of skipping it. */
 export function inCi(): boolean {
   return Deno.env.get("CI") === "true";
-}
-
-/**
- * For a test body written before {@link toolTest}: true when the tool is installed; when it is
- * missing, throws under CI=true, else returns false. New tests use toolTest.
- */
-export async function requireTool(name: string): Promise<boolean> {
-  if (await haveTool(name)) return true;
-  if (inCi()) {
-    throw new Error(`required tool "${name}" is not installed (CI=true: not skipping)`);
-  }
-  return false;
 }
 
 /** What {@link toolGate} found for a test's tools. */

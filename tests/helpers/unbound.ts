@@ -23,9 +23,6 @@ export const UNBOUND_A = "192.0.2.53";
 export const UNBOUND_AAAA = "2001:db8::53";
 export const UNBOUND_LARGE_TXT_RECORDS = 12;
 
-// The tool gate lives in tools.ts; these stay importable from here for existing tests.
-export { findTool, haveTool, requireTool } from "./tools.ts";
-
 /** A TCP port that was free a moment ago on `hostname` (bind 0, read it, close). */
 export function freePort(hostname = "127.0.0.1"): number {
   const l = Deno.listen({ hostname, port: 0 });
@@ -38,16 +35,33 @@ function fixturePath(name: string): string {
   return decodeURIComponent(new URL(`../fixtures/${name}`, import.meta.url).pathname);
 }
 
-/** The unbound.conf for an instance on `port` with its working directory `dir`. */
-export function unboundConfig(port: number, dir: string): string {
-  const large: string[] = [];
-  for (let i = 0; i < UNBOUND_LARGE_TXT_RECORDS; i++) {
-    const text = `record-${String(i).padStart(2, "0")} ${"x".repeat(240)}`;
-    large.push(`  local-data: 'large.test. 300 IN TXT "${text}"'`);
-  }
+/** What an unbound.conf built by {@link unboundConf} serves besides its fixed settings. */
+export interface UnboundConfOptions {
+  /** Serve DNS-over-TLS (fixtures/server.pem) on the port instead of plain UDP and TCP. */
+  tls?: boolean;
+  /** Log every query unbound gets (to check what it was asked). */
+  logQueries?: boolean;
+  /** More `server:` lines (two-space indented): local zones and data, limits. */
+  server?: string[];
+}
+
+/**
+ * The one unbound.conf builder: a foreground instance on 127.0.0.1:`port` (IPv4 only, loopback
+ * clients) with working directory `dir`, serving plain DNS over UDP and TCP, or DoT alone, and
+ * answering from the `server` lines given.
+ */
+export function unboundConf(port: number, dir: string, opts: UnboundConfOptions = {}): string {
+  const transport = opts.tls
+    ? [
+      `  tls-port: ${port}`,
+      `  tls-service-key: "${fixturePath("server-key.pem")}"`,
+      `  tls-service-pem: "${fixturePath("server.pem")}"`,
+    ]
+    : [];
   return [
     "server:",
     "  verbosity: 1",
+    ...(opts.logQueries ? ["  log-queries: yes"] : []),
     '  username: ""',
     '  chroot: ""',
     `  directory: "${dir}"`,
@@ -59,30 +73,44 @@ export function unboundConfig(port: number, dir: string): string {
     "  so-reuseport: no",
     `  interface: 127.0.0.1@${port}`,
     `  port: ${port}`,
-    `  tls-port: ${port}`,
-    `  tls-service-key: "${fixturePath("server-key.pem")}"`,
-    `  tls-service-pem: "${fixturePath("server.pem")}"`,
+    ...transport,
     "  do-ip4: yes",
     "  do-ip6: no",
-    "  do-udp: no",
+    `  do-udp: ${opts.tls ? "no" : "yes"}`,
     "  do-tcp: yes",
     "  access-control: 127.0.0.0/8 allow",
     "  do-not-query-localhost: yes",
     '  module-config: "iterator"',
-    "  outgoing-range: 16",
-    "  num-queries-per-thread: 64",
-    "  incoming-num-tcp: 64",
-    // Everything outside test. is refused, so nothing is ever looked up on the internet.
-    '  local-zone: "." refuse',
-    '  local-zone: "test." redirect',
-    `  local-data: "test. 300 IN A ${UNBOUND_A}"`,
-    `  local-data: "test. 300 IN AAAA ${UNBOUND_AAAA}"`,
-    '  local-zone: "large.test." static',
-    ...large,
+    ...(opts.server ?? []),
     "remote-control:",
     "  control-enable: no",
     "",
   ].join("\n");
+}
+
+/** The unbound.conf for the DoT instance described at the top, on `port` with directory `dir`. */
+export function unboundConfig(port: number, dir: string, logQueries = false): string {
+  const large: string[] = [];
+  for (let i = 0; i < UNBOUND_LARGE_TXT_RECORDS; i++) {
+    const text = `record-${String(i).padStart(2, "0")} ${"x".repeat(240)}`;
+    large.push(`  local-data: 'large.test. 300 IN TXT "${text}"'`);
+  }
+  return unboundConf(port, dir, {
+    tls: true,
+    logQueries,
+    server: [
+      "  outgoing-range: 16",
+      "  num-queries-per-thread: 64",
+      "  incoming-num-tcp: 64",
+      // Everything outside test. is refused, so nothing is ever looked up on the internet.
+      '  local-zone: "." refuse',
+      '  local-zone: "test." redirect',
+      `  local-data: "test. 300 IN A ${UNBOUND_A}"`,
+      `  local-data: "test. 300 IN AAAA ${UNBOUND_AAAA}"`,
+      '  local-zone: "large.test." static',
+      ...large,
+    ],
+  });
 }
 
 /** Connects once; true if something accepts TCP on the port. */
@@ -210,46 +238,32 @@ export const CORP_ZONE = {
  * 10.in-addr.arpa, logs every query it gets (`log-queries`), and refuses everything else.
  */
 export function internalUnboundConfig(port: number, dir: string): string {
-  return [
-    "server:",
-    "  verbosity: 1",
-    "  log-queries: yes",
-    '  username: ""',
-    '  chroot: ""',
-    `  directory: "${dir}"`,
-    "  do-daemonize: no",
-    "  use-syslog: no",
-    '  logfile: ""',
-    '  pidfile: ""',
-    "  num-threads: 1",
-    "  so-reuseport: no",
-    `  interface: 127.0.0.1@${port}`,
-    `  port: ${port}`,
-    "  do-ip4: yes",
-    "  do-ip6: no",
-    "  do-udp: yes",
-    "  do-tcp: yes",
-    "  access-control: 127.0.0.0/8 allow",
-    "  do-not-query-localhost: yes",
-    '  module-config: "iterator"',
-    '  local-zone: "." refuse',
-    `  local-zone: "${CORP_ZONE.zone}." static`,
-    `  local-data: "${CORP_ZONE.zone}. 300 IN SOA ns.${CORP_ZONE.zone}. admin.${CORP_ZONE.zone}. 1 3600 600 86400 300"`,
-    `  local-data: "www.${CORP_ZONE.zone}. 300 IN A ${CORP_ZONE.www}"`,
-    `  local-data: "db.${CORP_ZONE.zone}. 300 IN A ${CORP_ZONE.db}"`,
-    `  local-data: "pub.${CORP_ZONE.zone}. 300 IN A ${CORP_ZONE.pub}"`,
-    '  local-zone: "10.in-addr.arpa." static',
-    `  local-data-ptr: "${CORP_ZONE.www} www.${CORP_ZONE.zone}"`,
-    "remote-control:",
-    "  control-enable: no",
-    "",
-  ].join("\n");
+  const z = CORP_ZONE.zone;
+  return unboundConf(port, dir, {
+    logQueries: true,
+    server: [
+      '  local-zone: "." refuse',
+      `  local-zone: "${z}." static`,
+      `  local-data: "${z}. 300 IN SOA ns.${z}. admin.${z}. 1 3600 600 86400 300"`,
+      `  local-data: "www.${z}. 300 IN A ${CORP_ZONE.www}"`,
+      `  local-data: "db.${z}. 300 IN A ${CORP_ZONE.db}"`,
+      `  local-data: "pub.${z}. 300 IN A ${CORP_ZONE.pub}"`,
+      '  local-zone: "10.in-addr.arpa." static',
+      `  local-data-ptr: "${CORP_ZONE.www} www.${z}"`,
+    ],
+  });
 }
+
+/** The [[upstreams]] entry of the "corp" group: the internal resolver on 127.0.0.1:`port`. */
+export function corpUpstreamToml(port: number): string {
+  return `[[upstreams]]\nurl = "udp://127.0.0.1:${port}"\ngroup = "corp"\n`;
+}
+
+/** The [[routes]] entry sending `CORP_ZONE` and its reverse zone to the "corp" group. */
+export const CORP_ROUTE_TOML =
+  `[[routes]]\ndomains = ["${CORP_ZONE.zone}", "10.in-addr.arpa"]\ngroup = "corp"\n`;
 
 /** The unbound.conf of `unboundConfig` with every query logged (to check what it was asked). */
 export function loggingUnboundConfig(port: number, dir: string): string {
-  return unboundConfig(port, dir).replace(
-    "  verbosity: 1\n",
-    "  verbosity: 1\n  log-queries: yes\n",
-  );
+  return unboundConfig(port, dir, true);
 }

@@ -14,13 +14,9 @@ import {
   tlsServerOptions,
 } from "../../lib/identity/client_cert.ts";
 import type { ClientAuthMode } from "../../lib/identity/modes.ts";
-import { findTool, haveTool, requireTool } from "../helpers/unbound.ts";
-
-const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;
-const pem = (f: string) => Deno.readTextFileSync(FIXTURES + f);
-const inCi = Deno.env.get("CI") === "true";
-const haveKdig = await haveTool("kdig");
-const haveOpenssl = await haveTool("openssl");
+import { concatBytes } from "../helpers/proxy_header.ts";
+import { fixturePath, fixtureText } from "../helpers/fixtures.ts";
+import { kdigTls, toolTest } from "../helpers/tools.ts";
 
 Deno.test("the name is the first usable CN, else the first DNS/email/URI SAN", () => {
   assert.equal(
@@ -104,10 +100,10 @@ class MtlsServer {
 
   constructor(mode: ClientAuthMode) {
     this.server = createServer({
-      cert: pem("server.pem"),
-      key: pem("server-key.pem"),
+      cert: fixtureText("server.pem"),
+      key: fixtureText("server-key.pem"),
       minVersion: "TLSv1.2",
-      ...tlsServerOptions(mode, pem("client-ca.pem")),
+      ...tlsServerOptions(mode, fixtureText("client-ca.pem")),
     }, (socket) => this.#serve(socket, mode));
     this.server.on("tlsClientError", (err: Error) => this.handshakeErrors.push(err.message));
   }
@@ -127,12 +123,9 @@ class MtlsServer {
       socket.destroy();
       return;
     }
-    let buf = new Uint8Array(0);
+    let buf: Uint8Array = new Uint8Array(0);
     socket.on("data", (chunk: Uint8Array) => {
-      const next = new Uint8Array(buf.length + chunk.length);
-      next.set(buf);
-      next.set(chunk, buf.length);
-      buf = next;
+      buf = concatBytes(buf, chunk);
       while (buf.length >= 2 && buf.length >= 2 + ((buf[0] << 8) | buf[1])) {
         const len = (buf[0] << 8) | buf[1];
         const answer = buf.slice(0, 2 + len);
@@ -150,159 +143,126 @@ class MtlsServer {
   }
 }
 
-async function kdig(port: number, cert?: string): Promise<string> {
-  const args = [
-    "@127.0.0.1",
-    "-p",
-    String(port),
-    "+tls",
-    `+tls-ca=${FIXTURES}ca.pem`,
-    "+tls-hostname=dns.test",
-    "+time=3",
-    "+retry=0",
-    ...(cert
-      ? [`+tls-certfile=${FIXTURES}${cert}.pem`, `+tls-keyfile=${FIXTURES}${cert}-key.pem`]
-      : []),
-    "example.test",
-  ];
-  const out = await new Deno.Command((await findTool("kdig"))!, {
-    args,
+/** Runs `fn` against a started {@link MtlsServer} in `mode`, stopping it after. */
+async function withMtlsServer(
+  mode: ClientAuthMode,
+  fn: (s: MtlsServer) => Promise<void>,
+): Promise<void> {
+  const s = new MtlsServer(mode);
+  await s.start();
+  try {
+    await fn(s);
+  } finally {
+    await s.stop();
+  }
+}
+
+/** kdig over TLS to the server, presenting client certificate fixture `cert` if given. */
+const kdig = (bin: string, port: number, cert?: string) =>
+  kdigTls(bin, port, ["example.test"], cert);
+
+/** openssl s_client to the server, presenting client certificate fixture `cert`. */
+function sClient(
+  openssl: string,
+  port: number,
+  cert: string,
+  extra: string[] = [],
+): Promise<Deno.CommandOutput> {
+  return new Deno.Command(openssl, {
+    args: [
+      "s_client",
+      "-connect",
+      `127.0.0.1:${port}`,
+      "-servername",
+      "dns.test",
+      "-CAfile",
+      fixturePath("ca.pem"),
+      "-cert",
+      fixturePath(`${cert}.pem`),
+      "-key",
+      fixturePath(`${cert}-key.pem`),
+      ...extra,
+    ],
+    stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  })
-    .output();
-  return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  }).output();
 }
 
 const ANSWERED = /status: NOERROR/;
 
-Deno.test({
+await toolTest({
   name: "require: kdig without a certificate, or with a bad one, is refused; alice gets her name",
-  ignore: !haveKdig && !inCi,
-  async fn() {
-    assert.ok(await requireTool("kdig"));
-    const s = new MtlsServer("require");
-    await s.start();
-    try {
-      assert.doesNotMatch(await kdig(s.port), ANSWERED);
+  tools: ["kdig"],
+  async fn({ kdig: bin }) {
+    await withMtlsServer("require", async (s) => {
+      assert.doesNotMatch(await kdig(bin, s.port), ANSWERED);
       assert.equal(s.decisions.length, 0, "refused during the handshake, before any decision");
       assert.ok(s.handshakeErrors.length >= 1, "the handshake failure is visible for counting");
 
-      assert.match(await kdig(s.port, "client"), ANSWERED);
-      assert.match(await kdig(s.port, "client-san"), ANSWERED);
+      assert.match(await kdig(bin, s.port, "client"), ANSWERED);
+      assert.match(await kdig(bin, s.port, "client-san"), ANSWERED);
       assert.deepEqual(s.decisions.map((d) => d.ok && d.name), ["alice", "bob.clients.test"]);
 
       for (const bad of ["client-untrusted", "client-expired", "client-wrong-eku"]) {
-        assert.doesNotMatch(await kdig(s.port, bad), ANSWERED, bad);
+        assert.doesNotMatch(await kdig(bin, s.port, bad), ANSWERED, bad);
       }
       assert.equal(s.decisions.length, 2, "no bad certificate got past the handshake");
-    } finally {
-      await s.stop();
-    }
+    });
   },
 });
 
-Deno.test({
+await toolTest({
   name: "optional: kdig without a certificate is served anonymously, a bad certificate is refused",
-  ignore: !haveKdig && !inCi,
-  async fn() {
-    assert.ok(await requireTool("kdig"));
-    const s = new MtlsServer("optional");
-    await s.start();
-    try {
-      assert.match(await kdig(s.port), ANSWERED);
-      assert.match(await kdig(s.port, "client"), ANSWERED);
+  tools: ["kdig"],
+  async fn({ kdig: bin }) {
+    await withMtlsServer("optional", async (s) => {
+      assert.match(await kdig(bin, s.port), ANSWERED);
+      assert.match(await kdig(bin, s.port, "client"), ANSWERED);
       // GnuTLS sends the expired one (its issuer is the CA the server asks for), then the
       // connection is closed after the handshake: no DNS answer.
-      assert.doesNotMatch(await kdig(s.port, "client-expired"), ANSWERED);
+      assert.doesNotMatch(await kdig(bin, s.port, "client-expired"), ANSWERED);
       const outcomes = s.decisions.map((d) => (d.ok ? d.name : d.reason));
       assert.deepEqual(outcomes, [null, "alice", "invalid_certificate"]);
-    } finally {
-      await s.stop();
-    }
+    });
   },
 });
 
-Deno.test({
+await toolTest({
   name: "a resumed TLS 1.2 session keeps the client certificate (openssl s_client -sess_in)",
-  ignore: !haveOpenssl && !inCi,
-  async fn() {
-    assert.ok(await requireTool("openssl"));
-    const s = new MtlsServer("require");
-    await s.start();
+  tools: ["openssl"],
+  async fn({ openssl }) {
     const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-mtls-" });
     try {
-      const run = async (extra: string[]) => {
-        const out = await new Deno.Command((await findTool("openssl"))!, {
-          args: [
-            "s_client",
-            "-tls1_2",
-            "-connect",
-            `127.0.0.1:${s.port}`,
-            "-servername",
-            "dns.test",
-            "-CAfile",
-            `${FIXTURES}ca.pem`,
-            "-cert",
-            `${FIXTURES}client.pem`,
-            "-key",
-            `${FIXTURES}client-key.pem`,
-            ...extra,
-          ],
-          stdin: "null",
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        return new TextDecoder().decode(out.stdout);
-      };
-      assert.match(await run(["-sess_out", `${dir}/session`]), /New, TLSv1\.2/);
-      assert.match(await run(["-sess_in", `${dir}/session`]), /Reused, TLSv1\.2/);
-      assert.deepEqual(s.decisions, [
-        { ok: true, name: "alice", reused: false },
-        { ok: true, name: "alice", reused: true },
-      ]);
+      await withMtlsServer("require", async (s) => {
+        const run = async (extra: string[]) =>
+          new TextDecoder().decode((await sClient(openssl, s.port, "client", extra)).stdout);
+        assert.match(await run(["-tls1_2", "-sess_out", `${dir}/session`]), /New, TLSv1\.2/);
+        assert.match(await run(["-tls1_2", "-sess_in", `${dir}/session`]), /Reused, TLSv1\.2/);
+        assert.deepEqual(s.decisions, [
+          { ok: true, name: "alice", reused: false },
+          { ok: true, name: "alice", reused: true },
+        ]);
+      });
     } finally {
-      await s.stop();
       await Deno.remove(dir, { recursive: true });
     }
   },
 });
 
-Deno.test({
+await toolTest({
   name: "require: certificates from another CA, expired or not for clientAuth fail the handshake",
-  ignore: !haveOpenssl && !inCi,
-  async fn() {
+  tools: ["openssl"],
+  async fn({ openssl }) {
     // kdig (GnuTLS) does not even send a certificate whose issuer the server did not ask for;
     // openssl s_client sends whatever it is given, so the server's own check is what refuses.
-    assert.ok(await requireTool("openssl"));
-    const s = new MtlsServer("require");
-    await s.start();
-    try {
+    await withMtlsServer("require", async (s) => {
       for (const cert of ["client-untrusted", "client-expired", "client-wrong-eku"]) {
-        const out = await new Deno.Command((await findTool("openssl"))!, {
-          args: [
-            "s_client",
-            "-connect",
-            `127.0.0.1:${s.port}`,
-            "-servername",
-            "dns.test",
-            "-CAfile",
-            `${FIXTURES}ca.pem`,
-            "-cert",
-            `${FIXTURES}${cert}.pem`,
-            "-key",
-            `${FIXTURES}${cert}-key.pem`,
-          ],
-          stdin: "null",
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
+        const out = await sClient(openssl, s.port, cert);
         assert.ok(!out.success || s.decisions.length === 0, cert);
       }
       assert.deepEqual(s.decisions, [], "no connection got past the handshake");
       assert.equal(s.handshakeErrors.length, 3);
-    } finally {
-      await s.stop();
-    }
+    });
   },
 });

@@ -7,51 +7,38 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { createServer, type Server, type TLSSocket } from "node:tls";
-import { pinnedTlsConnect, type PinnedTlsResult } from "../../lib/identity/pinned_tls.ts";
+import {
+  pinnedTlsConnect,
+  type PinnedTlsOptions,
+  type PinnedTlsResult,
+} from "../../lib/identity/pinned_tls.ts";
 import { PinSet, spkiPin } from "../../lib/identity/spki.ts";
 import { systemClock } from "../../lib/sys/clock.ts";
+import { buildQuery, frame } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
-import { haveTool, requireTool, startUnbound, UNBOUND_A } from "../helpers/unbound.ts";
+import { fixtureText as pem } from "../helpers/fixtures.ts";
+import { closeSocket as close, startTlsEcho, withSilentPeer } from "../helpers/tls_echo.ts";
+import { toolTest } from "../helpers/tools.ts";
+import { startUnbound, UNBOUND_A } from "../helpers/unbound.ts";
 
-const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;
-const pem = (f: string) => Deno.readTextFileSync(FIXTURES + f);
 const SERVER_PIN = new PinSet([spkiPin(pem("server.pem"))]);
 const CA_PIN = new PinSet([spkiPin(pem("ca.pem"))]);
 const OTHER_PIN = new PinSet([spkiPin(pem("other-ca.pem"))]);
 
-async function echoServer(
-  cert: string,
-  key: string,
-  maxVersion: "TLSv1.2" | "TLSv1.3" = "TLSv1.3",
-): Promise<{ server: Server; port: number }> {
-  const server = createServer({ cert, key, minVersion: "TLSv1.2", maxVersion }, (s) => {
-    s.on("error", () => {});
-    s.on("data", (d) => s.write(d));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { server, port: (server.address() as { port: number }).port };
-}
-
-function stop(server: Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
-}
-
-async function close(s: TLSSocket): Promise<void> {
-  const closed = new Promise((resolve) => s.once("close", resolve));
-  s.destroy();
-  await closed;
-}
-
-function dial(port: number, pins: PinSet, extra: { ca?: string; servername?: string } = {}) {
+/**
+ * A pinned handshake with 127.0.0.1:`port` as dns.test, trusting the test CA, within 5 s on the
+ * system clock; `extra` overrides any of that (`ca: undefined`: the system roots).
+ */
+function dial(port: number, pins: PinSet, extra: Partial<PinnedTlsOptions> = {}) {
   return pinnedTlsConnect({
     host: "127.0.0.1",
     port,
-    servername: extra.servername ?? "dns.test",
-    ca: extra.ca ?? pem("ca.pem"),
+    servername: "dns.test",
+    ca: pem("ca.pem"),
     pins,
     clock: systemClock,
     timeoutMs: 5000,
+    ...extra,
   });
 }
 
@@ -61,7 +48,7 @@ function failure(r: PinnedTlsResult): { reason: string; message: string; present
 }
 
 Deno.test("the leaf's or the CA's pin admits the connection; another pin refuses it", async () => {
-  const { server, port } = await echoServer(pem("server.pem"), pem("server-key.pem"));
+  const { port, stop } = await startTlsEcho();
   try {
     for (const pins of [SERVER_PIN, CA_PIN]) {
       const r = await dial(port, pins);
@@ -76,32 +63,34 @@ Deno.test("the leaf's or the CA's pin admits the connection; another pin refuses
     assert.deepEqual(refused.presented, [spkiPin(pem("server.pem")), spkiPin(pem("ca.pem"))]);
     assert.match(refused.message, /no certificate in the chain matches spki_pins/);
   } finally {
-    await stop(server);
+    await stop();
   }
 });
 
 Deno.test("a matching pin does not excuse a failed CA or name check", async () => {
-  const { server, port } = await echoServer(pem("untrusted.pem"), pem("untrusted-key.pem"));
+  const untrusted = await startTlsEcho({
+    cert: pem("untrusted.pem"),
+    key: pem("untrusted-key.pem"),
+  });
   const untrustedPin = new PinSet([spkiPin(pem("untrusted.pem"))]);
   try {
-    assert.equal(failure(await dial(port, untrustedPin)).reason, "tls", "wrong CA");
+    assert.equal(failure(await dial(untrusted.port, untrustedPin)).reason, "tls", "wrong CA");
   } finally {
-    await stop(server);
+    await untrusted.stop();
   }
-  const good = await echoServer(pem("server.pem"), pem("server-key.pem"));
+  const good = await startTlsEcho();
   try {
     const wrongName = failure(await dial(good.port, SERVER_PIN, { servername: "other.test" }));
     assert.equal(wrongName.reason, "tls");
   } finally {
-    await stop(good.server);
+    await good.stop();
   }
 });
 
-Deno.test({
+await toolTest({
   name: "a self-signed server: its certificate as the CA, plus its pin",
-  ignore: !(await haveTool("openssl")) && Deno.env.get("CI") !== "true",
-  async fn() {
-    assert.ok(await requireTool("openssl"));
+  tools: ["openssl", "sh"],
+  async fn({ sh }) {
     // A throwaway self-signed leaf (no CA flag), as a small private resolver would have; the
     // shell prints certificate then key (the tests may read only the repository).
     const script = "d=$(mktemp -d) && trap 'rm -rf \"$d\"' EXIT && " +
@@ -109,134 +98,70 @@ Deno.test({
       "-subj /CN=private.test -addext subjectAltName=DNS:private.test " +
       '-addext basicConstraints=critical,CA:FALSE -keyout "$d/key.pem" -out "$d/cert.pem" ' +
       '2>/dev/null && cat "$d/cert.pem" "$d/key.pem"';
-    const made = await new Deno.Command("sh", { args: ["-c", script], stdout: "piped" }).output();
+    const made = await new Deno.Command(sh, { args: ["-c", script], stdout: "piped" }).output();
     assert.ok(made.success, "openssl req failed");
     const text = new TextDecoder().decode(made.stdout);
     const cut = text.indexOf("-----END CERTIFICATE-----") + "-----END CERTIFICATE-----".length;
     const cert = text.slice(0, cut) + "\n";
     const key = text.slice(cut).trim() + "\n";
-    const { server, port } = await echoServer(cert, key);
+    const { port, stop } = await startTlsEcho({ cert, key });
     try {
       const pins = new PinSet([spkiPin(cert)]);
       const r = await dial(port, pins, { ca: cert, servername: "private.test" });
       assert.ok(r.ok, r.ok ? "" : r.message);
       await close(r.socket);
       // Without it as the CA, the system roots refuse it, pin or not.
-      const noCa = await pinnedTlsConnect({
-        host: "127.0.0.1",
-        port,
-        servername: "private.test",
-        pins,
-        clock: systemClock,
-        timeoutMs: 5000,
-      });
+      const noCa = await dial(port, pins, { ca: undefined, servername: "private.test" });
       assert.equal(failure(noCa).reason, "tls");
     } finally {
-      await stop(server);
+      await stop();
     }
   },
 });
 
 Deno.test("offered the previous connection's session, the pins are checked again", async () => {
   for (const maxVersion of ["TLSv1.2", "TLSv1.3"] as const) {
-    const { server, port } = await echoServer(pem("server.pem"), pem("server-key.pem"), maxVersion);
+    const { port, stop } = await startTlsEcho({ maxVersion });
     try {
-      const first = await pinnedTlsConnect({
-        host: "127.0.0.1",
-        port,
-        servername: "dns.test",
-        ca: pem("ca.pem"),
-        pins: SERVER_PIN,
-        clock: systemClock,
-        timeoutMs: 5000,
-      });
+      const first = await dial(port, SERVER_PIN);
       assert.ok(first.ok);
       first.socket.write("x");
       await new Promise((resolve) => first.socket.once("data", resolve));
       const session = first.socket.getSession();
       await close(first.socket);
-      const again = (pins: PinSet) =>
-        pinnedTlsConnect({
-          host: "127.0.0.1",
-          port,
-          servername: "dns.test",
-          ca: pem("ca.pem"),
-          session,
-          pins,
-          clock: systemClock,
-          timeoutMs: 5000,
-        });
+      const again = (pins: PinSet) => dial(port, pins, { session });
       assert.equal(failure(await again(OTHER_PIN)).reason, "pin_mismatch", maxVersion);
       const ok = await again(SERVER_PIN);
       assert.ok(ok.ok, maxVersion);
       await close(ok.socket);
     } finally {
-      await stop(server);
+      await stop();
     }
   }
 });
 
 Deno.test("a connection that never completes its handshake times out on the clock", async () => {
-  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const clock = new FakeClock();
-  const pending = pinnedTlsConnect({
-    host: "127.0.0.1",
-    port: silent.addr.port,
-    servername: "dns.test",
-    pins: SERVER_PIN,
-    clock,
-    timeoutMs: 2000,
+  await withSilentPeer(async (port, accepted) => {
+    const clock = new FakeClock();
+    const pending = dial(port, SERVER_PIN, { clock, timeoutMs: 2000 });
+    await accepted();
+    clock.advance(2000);
+    assert.equal(failure(await pending).reason, "timeout");
   });
-  const accepted = await silent.accept();
-  clock.advance(2000);
-  const r = failure(await pending);
-  assert.equal(r.reason, "timeout");
-  accepted.close();
-  silent.close();
 });
 
-Deno.test({
+await toolTest({
   name: "unbound as a pinned DoT upstream: answers with the right pin, refused with a wrong one",
-  ignore: !(await haveTool("unbound")) && Deno.env.get("CI") !== "true",
+  tools: ["unbound"],
   async fn() {
-    assert.ok(await requireTool("unbound"));
     const unbound = await startUnbound();
     try {
-      const refused = await pinnedTlsConnect({
-        host: "127.0.0.1",
-        port: unbound.port,
-        servername: "dns.test",
-        ca: pem("ca.pem"),
-        alpn: ["dot"],
-        pins: OTHER_PIN,
-        clock: systemClock,
-        timeoutMs: 5000,
-      });
+      const refused = await dial(unbound.port, OTHER_PIN, { alpn: ["dot"] });
       assert.equal(failure(refused).reason, "pin_mismatch");
 
-      const r = await pinnedTlsConnect({
-        host: "127.0.0.1",
-        port: unbound.port,
-        servername: "dns.test",
-        ca: pem("ca.pem"),
-        alpn: ["dot"],
-        pins: SERVER_PIN,
-        clock: systemClock,
-        timeoutMs: 5000,
-      });
+      const r = await dial(unbound.port, SERVER_PIN, { alpn: ["dot"] });
       assert.ok(r.ok, r.ok ? "" : r.message); // never stringify a TLSSocket: it stalls it
-      // www.example.test A, over DNS-over-TCP framing.
-      const name = [
-        3,
-        ..."www".split("").map((c) => c.charCodeAt(0)),
-        7,
-        ..."example".split("").map((c) => c.charCodeAt(0)),
-        4,
-        ..."test".split("").map((c) => c.charCodeAt(0)),
-        0,
-      ]; // deno-fmt-ignore
-      const q = Uint8Array.of(0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, ...name, 0, 1, 0, 1);
-      r.socket.write(Uint8Array.of(0, q.length, ...q));
+      r.socket.write(frame(buildQuery("www.example.test", "A", 0xabcd)));
       let got = Buffer.alloc(0);
       while (got.length < 2 || got.length < 2 + got.readUInt16BE(0)) {
         const chunk = await new Promise<Buffer>((resolve) => r.socket.once("data", resolve));

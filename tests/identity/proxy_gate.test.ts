@@ -7,8 +7,8 @@ import {
   type StreamOutcome,
 } from "../../lib/identity/proxy_gate.ts";
 import { DEFAULT_MAX_PROXY_HEADER_BYTES } from "../../lib/identity/proxy_protocol.ts";
-import { parseCidrList } from "../../lib/policy/acl.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
+import { readExactly, trustingGate } from "../helpers/proxy_gate.ts";
 import { concatBytes, encodeProxyV1, encodeProxyV2 } from "../helpers/proxy_header.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -19,9 +19,7 @@ const QUERY = Uint8Array.of(0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0
 const TCP_QUERY = concatBytes(Uint8Array.of(0, QUERY.length), QUERY);
 
 function gate(opts: { allowDirect?: boolean } = {}): ProxyGate {
-  const trusted = parseCidrList(["10.0.0.0/8", "2001:db8:1b::/48"]);
-  if (typeof trusted === "string") throw new Error(trusted);
-  return new ProxyGate({ trustedProxies: trusted, ...opts });
+  return trustingGate(["10.0.0.0/8", "2001:db8:1b::/48"], opts);
 }
 
 function v2(transport: "stream" | "dgram", command: "proxy" | "local" = "proxy"): Uint8Array {
@@ -254,9 +252,7 @@ Deno.test("PrefixedConn returns the bytes read past the header first, then the c
 
 Deno.test("a real TCP connection: header and query in one segment, the query read after it", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const trusted = parseCidrList(["127.0.0.0/8"]);
-  if (typeof trusted === "string") throw new Error(trusted);
-  const g = new ProxyGate({ trustedProxies: trusted });
+  const g = trustingGate(["127.0.0.0/8"]);
   const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
   const server = await listener.accept();
   try {
@@ -265,14 +261,7 @@ Deno.test("a real TCP connection: header and query in one segment, the query rea
     const o = await g.readStream(server, peer, { clock: new FakeClock(), timeoutMs: 5000 });
     assert.ok(o.ok);
     assert.equal(o.client.hostname, CLIENT.address);
-    const conn = new PrefixedConn(server, o.rest);
-    const got = new Uint8Array(TCP_QUERY.length);
-    let n = 0;
-    while (n < got.length) {
-      const r = await conn.read(got.subarray(n));
-      assert.notEqual(r, null);
-      n += r!;
-    }
+    const got = await readExactly(new PrefixedConn(server, o.rest), TCP_QUERY.length);
     assert.deepEqual(got, TCP_QUERY);
   } finally {
     client.close();

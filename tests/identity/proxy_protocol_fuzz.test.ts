@@ -14,8 +14,9 @@ import {
   type ProxyHeader,
   type ProxyParseResult,
 } from "../../lib/identity/proxy_protocol.ts";
-import { parseClientAddress } from "../../lib/policy/ip.ts";
-import { fuzzFailure, fuzzSeed, mutate, Rng, validQuery } from "../helpers/fuzz.ts";
+import { parseClientAddress } from "../../lib/net/ip.ts";
+import { fuzzFailure, fuzzSeed, mutate, validQuery } from "../helpers/fuzz.ts";
+import { Rng } from "../helpers/rng.ts";
 import { concatBytes, encodeProxyV1, encodeProxyV2, type Tlv } from "../helpers/proxy_header.ts";
 
 const SEED = fuzzSeed(0x9e0c5);

@@ -13,14 +13,13 @@ import {
   type StreamOutcome,
 } from "../../lib/identity/proxy_gate.ts";
 import type { ProxyHeader } from "../../lib/identity/proxy_protocol.ts";
-import { parseCidrList } from "../../lib/policy/acl.ts";
 import { systemClock } from "../../lib/sys/clock.ts";
+import { startDnsdist, startHaproxy } from "../helpers/daemon.ts";
+import { buildQuery, TcpDnsClient } from "../helpers/dns_client.ts";
 import { freeUdpPort } from "../helpers/process.ts";
-import { findTool, freePort, haveTool, requireTool } from "../helpers/unbound.ts";
-
-const haveHaproxy = await haveTool("haproxy");
-const haveDnsdist = await haveTool("dnsdist");
-const inCi = Deno.env.get("CI") === "true";
+import { readExactly, trustingGate } from "../helpers/proxy_gate.ts";
+import { toolTest } from "../helpers/tools.ts";
+import { freePort } from "../helpers/unbound.ts";
 
 /** One decision of the backend's gate. */
 interface Seen {
@@ -86,9 +85,9 @@ class Backend {
       if (!o.ok) return;
       const c = new PrefixedConn(conn, o.rest);
       for (;;) {
-        const len = await readFull(c, 2);
+        const len = await readExactly(c, 2);
         if (!len) return;
-        const msg = await readFull(c, (len[0] << 8) | len[1]);
+        const msg = await readExactly(c, (len[0] << 8) | len[1]);
         if (!msg) return;
         const answer = echo(msg);
         await conn.write(Uint8Array.of(answer.length >> 8, answer.length & 0xff, ...answer));
@@ -114,17 +113,6 @@ class Backend {
   }
 }
 
-async function readFull(c: PrefixedConn, n: number): Promise<Uint8Array | null> {
-  const out = new Uint8Array(n);
-  let got = 0;
-  while (got < n) {
-    const r = await c.read(out.subarray(got));
-    if (r === null) return null;
-    got += r;
-  }
-  return out;
-}
-
 /** The query turned into a response (QR set, RA set), question kept: enough for any client. */
 function echo(query: Uint8Array): Uint8Array {
   const r = query.slice();
@@ -135,132 +123,36 @@ function echo(query: Uint8Array): Uint8Array {
   return r;
 }
 
-function query(id: number): Uint8Array {
-  // id, RD, one question: "example.com. A IN"
-  return Uint8Array.of(
-    id >> 8,
-    id & 0xff,
-    1,
-    0,
-    0,
-    1,
-    0,
-    0,
-    0,
-    0,
-    0,
-    0,
-    7,
-    ...new TextEncoder().encode("example"),
-    3,
-    ...new TextEncoder().encode("com"),
-    0,
-    0,
-    1,
-    0,
-    1,
-  );
-}
+/** A query for example.com A with id `id`. */
+const query = (id: number) => buildQuery("example.com", "A", id);
 
-function trustLoopback(): ProxyGate {
-  const trusted = parseCidrList(["127.0.0.1/32"]);
-  if (typeof trusted === "string") throw new Error(trusted);
-  return new ProxyGate({ trustedProxies: trusted });
-}
-
-/** Runs a tool until `stop`; resolves once `port` accepts TCP connections. */
-async function startTool(
-  name: string,
-  args: string[],
-  port: number,
-): Promise<{ stop(): Promise<void>; log(): string }> {
-  const bin = await findTool(name);
-  if (!bin) throw new Error(`${name} is not installed`);
-  const child = new Deno.Command(bin, { args, stdin: "null", stdout: "piped", stderr: "piped" })
-    .spawn();
-  let log = "";
-  const dec = new TextDecoder();
-  const drain = (s: ReadableStream<Uint8Array>) =>
-    (async () => {
-      for await (const chunk of s) log = (log + dec.decode(chunk)).slice(-100_000);
-    })().catch(() => {});
-  const drains = Promise.all([drain(child.stdout), drain(child.stderr)]);
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
-  });
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* exited */ }
-    await status;
-    await drains;
-  };
-  for (let i = 0; i < 60; i++) {
-    if (exited) break;
-    try {
-      const c = await Deno.connect({ hostname: "127.0.0.1", port });
-      c.close();
-      return { stop, log: () => log };
-    } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 10 * (i + 1)));
-  }
-  await stop();
-  throw new Error(`${name} did not start listening on ${port}:\n${log}`);
-}
-
+/** One query over TCP to `port`: the answer, and the local port it was asked from. */
 async function tcpExchange(
   port: number,
   id: number,
 ): Promise<{ local: number; answer: Uint8Array }> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const c = await TcpDnsClient.connect({ hostname: "127.0.0.1", port });
   try {
-    const q = query(id);
-    await conn.write(Uint8Array.of(0, q.length, ...q));
-    const buf = new Uint8Array(512);
-    let n = 0;
-    while (n < 2 || n < 2 + ((buf[0] << 8) | buf[1])) {
-      const r = await conn.read(buf.subarray(n));
-      if (r === null) throw new Error(`connection closed after ${n} bytes`);
-      n += r;
-    }
-    return { local: (conn.localAddr as Deno.NetAddr).port, answer: buf.slice(2, n) };
+    await c.send(query(id));
+    const answer = await c.read();
+    if (answer === null) throw new Error("connection closed without an answer");
+    return { local: (c.conn.localAddr as Deno.NetAddr).port, answer };
   } finally {
-    conn.close();
+    c.close();
   }
 }
 
-Deno.test({
+await toolTest({
   name: "HAProxy send-proxy-v2 and send-proxy: the gate sees the real client's address and port",
-  ignore: !haveHaproxy && !inCi,
+  tools: ["haproxy"],
   async fn() {
-    assert.ok(await requireTool("haproxy"));
-    const backend = new Backend(trustLoopback(), freePort());
+    const backend = new Backend(trustingGate(["127.0.0.1/32"]), freePort());
     const v2Port = freePort();
     const v1Port = freePort();
-    const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-haproxy-" });
-    const cfg = `${dir}/haproxy.cfg`;
-    await Deno.writeTextFile(
-      cfg,
-      [
-        "global",
-        "  maxconn 100",
-        "defaults",
-        "  mode tcp",
-        "  timeout connect 2s",
-        "  timeout client 5s",
-        "  timeout server 5s",
-        "listen v2",
-        `  bind 127.0.0.1:${v2Port}`,
-        `  server dns 127.0.0.1:${backend.port} send-proxy-v2`,
-        "listen v1",
-        `  bind 127.0.0.1:${v1Port}`,
-        `  server dns 127.0.0.1:${backend.port} send-proxy`,
-        "",
-      ].join("\n"),
-    );
-    const haproxy = await startTool("haproxy", ["-f", cfg, "-db"], v1Port);
+    const haproxy = await startHaproxy([
+      { front: v2Port, backend: backend.port, send: "send-proxy-v2" },
+      { front: v1Port, backend: backend.port, send: "send-proxy" },
+    ]);
     try {
       for (const [port, version] of [[v2Port, 2], [v1Port, 1]] as const) {
         const before = backend.seen.length;
@@ -278,35 +170,17 @@ Deno.test({
     } finally {
       await haproxy.stop();
       await backend.close();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });
 
-Deno.test({
+await toolTest({
   name: "dnsdist useProxyProtocol over UDP and TCP: the gate sees the real client's address",
-  ignore: !haveDnsdist && !inCi,
+  tools: ["dnsdist"],
   async fn() {
-    assert.ok(await requireTool("dnsdist"));
-    const backend = new Backend(trustLoopback(), freePort());
+    const backend = new Backend(trustingGate(["127.0.0.1/32"]), freePort());
     const front = freeUdpPort();
-    const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "dotproxy-dnsdist-" });
-    const cfg = `${dir}/dnsdist.conf`;
-    await Deno.writeTextFile(
-      cfg,
-      [
-        `setLocal("127.0.0.1:${front}")`,
-        `newServer({address="127.0.0.1:${backend.port}", useProxyProtocol=true})`,
-        `getServer(0):setUp()`,
-        `setSecurityPollSuffix("")`,
-        "",
-      ].join("\n"),
-    );
-    const dnsdist = await startTool(
-      "dnsdist",
-      ["-C", cfg, "--supervised", "--disable-syslog"],
-      front,
-    );
+    const dnsdist = await startDnsdist(front, backend.port);
     const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
     try {
       const local = (sock.addr as Deno.NetAddr).port;
@@ -330,7 +204,6 @@ Deno.test({
       sock.close();
       await dnsdist.stop();
       await backend.close();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { X509Certificate } from "node:crypto";
-import { connect, createServer, type Server, type TLSSocket } from "node:tls";
+import { connect, type TLSSocket } from "node:tls";
 import { fetchPins, formatPinReport, pinTargetFromUrl } from "../../lib/identity/print_pins.ts";
 import {
   parsePin,
@@ -17,12 +17,9 @@ import {
 } from "../../lib/identity/spki.ts";
 import { systemClock } from "../../lib/sys/clock.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
-import { haveTool, requireTool } from "../helpers/unbound.ts";
-
-const FIXTURES = new URL("../fixtures/", import.meta.url).pathname;
-const pem = (f: string) => Deno.readTextFileSync(FIXTURES + f);
-const haveOpenssl = await haveTool("openssl");
-const needsOpenssl = !haveOpenssl && Deno.env.get("CI") !== "true";
+import { fixturePath, fixtureText as pem } from "../helpers/fixtures.ts";
+import { closeSocket, startTlsEcho, withSilentPeer } from "../helpers/tls_echo.ts";
+import { toolTest } from "../helpers/tools.ts";
 
 /** Runs a shell pipeline (fixed text, file names from this test only) and returns stdout. */
 async function sh(script: string): Promise<string> {
@@ -39,11 +36,10 @@ async function sh(script: string): Promise<string> {
 const PIPE = "openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | " +
   "openssl dgst -sha256 -binary | openssl enc -base64";
 
-Deno.test({
+await toolTest({
   name: "spkiPin equals the OpenSSL pipeline for every fixture certificate",
-  ignore: needsOpenssl,
+  tools: ["openssl"],
   async fn() {
-    assert.ok(await requireTool("openssl"));
     const certs = [
       "ca.pem",
       "server.pem",
@@ -57,7 +53,7 @@ Deno.test({
     ];
     const pins = new Set<string>();
     for (const f of certs) {
-      const expected = await sh(`< '${FIXTURES}${f}' ${PIPE}`);
+      const expected = await sh(`< '${fixturePath(f)}' ${PIPE}`);
       assert.equal(spkiPin(pem(f)), expected, f);
       pins.add(expected);
     }
@@ -147,26 +143,6 @@ Deno.test("peerChain follows issuerCertificate, stops at self-issued roots, loop
   assert.equal(peerChain({ getPeerCertificate: () => deep }).length, 16);
 });
 
-/** A node:tls server with the test certificate, echoing; TLS 1.2 allowed so sessions resume. */
-async function startServer(
-  opts: { cert?: string; key?: string } = {},
-): Promise<{ server: Server; port: number }> {
-  const server = createServer({
-    cert: opts.cert ?? pem("server.pem"),
-    key: opts.key ?? pem("server-key.pem"),
-    minVersion: "TLSv1.2",
-  }, (s) => {
-    s.on("error", () => {});
-    s.on("data", (d) => s.write(d));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { server, port: (server.address() as { port: number }).port };
-}
-
-function stopServer(server: Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
-}
-
 /** Connects, completes the handshake, waits for the session (if any) and one echo. */
 async function dial(
   port: number,
@@ -191,14 +167,8 @@ async function dial(
   return { socket, session: session ?? socket.getSession() };
 }
 
-async function closeSocket(s: TLSSocket): Promise<void> {
-  const closed = new Promise((resolve) => s.once("close", resolve));
-  s.destroy();
-  await closed;
-}
-
 Deno.test("a node:tls connection reports the verified chain; pins are checked against it", async () => {
-  const { server, port } = await startServer();
+  const { port, stop } = await startTlsEcho();
   try {
     const { socket } = await dial(port);
     const chain = peerChain(socket);
@@ -211,12 +181,12 @@ Deno.test("a node:tls connection reports the verified chain; pins are checked ag
     assert.equal(new PinSet([spkiPin(pem("server.pem"))]).check(chain).ok, true);
     assert.equal(new PinSet([spkiPin(pem("untrusted.pem"))]).check(chain).ok, false);
   } finally {
-    await stopServer(server);
+    await stop();
   }
 });
 
 Deno.test("pins hold on a second connection offered the first one's session (TLS 1.2 and 1.3)", async () => {
-  const { server, port } = await startServer();
+  const { port, stop } = await startTlsEcho();
   const right = new PinSet([spkiPin(pem("server.pem"))]);
   const wrong = new PinSet([spkiPin(pem("untrusted.pem"))]);
   try {
@@ -236,16 +206,15 @@ Deno.test("pins hold on a second connection offered the first one's session (TLS
       assert.equal(wrong.check(chain).ok, false, `${maxVersion}, reused=${reused}`);
     }
   } finally {
-    await stopServer(server);
+    await stop();
   }
 });
 
-Deno.test({
+await toolTest({
   name: "fetchPins: the chain and verdict of a live server, equal to openssl s_client's pin",
-  ignore: needsOpenssl,
+  tools: ["openssl"],
   async fn() {
-    assert.ok(await requireTool("openssl"));
-    const { server, port } = await startServer({ cert: pem("server.pem") + pem("ca.pem") });
+    const { port, stop } = await startTlsEcho({ cert: pem("server.pem") + pem("ca.pem") });
     try {
       const target = { hostname: "127.0.0.1", port, servername: "dns.test" };
       const r = await fetchPins(target, { clock: systemClock, ca: pem("ca.pem") });
@@ -276,7 +245,7 @@ Deno.test({
       assert.equal(otherCa.verified, false);
       assert.match(formatPinReport(otherCa), /chain NOT verified/);
     } finally {
-      await stopServer(server);
+      await stop();
     }
   },
 });
@@ -290,17 +259,13 @@ Deno.test("fetchPins fails with the target named: refused connection, no handsha
     new RegExp(`127\\.0\\.0\\.1:${port}`),
   );
 
-  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const clock = new FakeClock();
-  const pending = fetchPins({ hostname: "127.0.0.1", port: silent.addr.port }, {
-    clock,
-    timeoutMs: 3000,
+  await withSilentPeer(async (port, accepted) => {
+    const clock = new FakeClock();
+    const pending = fetchPins({ hostname: "127.0.0.1", port }, { clock, timeoutMs: 3000 });
+    await accepted();
+    clock.advance(3000);
+    await assert.rejects(pending, /no TLS handshake within 3000 ms/);
   });
-  const accepted = await silent.accept();
-  clock.advance(3000);
-  await assert.rejects(pending, /no TLS handshake within 3000 ms/);
-  accepted.close();
-  silent.close();
 });
 
 Deno.test("pinTargetFromUrl: tls:// and https:// with default ports and the name to verify", () => {

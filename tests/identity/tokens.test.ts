@@ -7,7 +7,7 @@ import {
   TokenStore,
   tokenStoreProblem,
 } from "../../lib/identity/tokens.ts";
-import { haveTool, requireTool } from "../helpers/unbound.ts";
+import { toolTest } from "../helpers/tools.ts";
 
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 const ALICE = "q8Jx-3vN_0dQ2mT7rY1uW4eZ5aB6cD9fG0hK2lP4sV8";
@@ -63,15 +63,14 @@ Deno.test("tokens file: name and digest per line, comments and blank lines, erro
   assert.match((badDigest as { error: string }).error, /^tokens line 1: sha256 ".*" for "alice"/);
 });
 
-Deno.test({
+await toolTest({
   name: "the documented shell recipe makes an entry the store accepts",
-  ignore: !(await haveTool("sha256sum")) && Deno.env.get("CI") !== "true",
-  async fn() {
-    assert.ok(await requireTool("sha256sum"));
+  tools: ["sh", "sha256sum"],
+  async fn({ sh }) {
     const script = `TOKEN=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
 printf '%s\\n' "$TOKEN"
 printf '%s %s\\n' alice "$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)"`;
-    const out = await new Deno.Command("sh", { args: ["-c", script], stdout: "piped" }).output();
+    const out = await new Deno.Command(sh, { args: ["-c", script], stdout: "piped" }).output();
     const [token, line] = new TextDecoder().decode(out.stdout).trim().split("\n");
     assert.match(token, /^[A-Za-z0-9_-]{43}$/, "256 bits, base64url: fits a URL path");
     const entries = parseTokenFile(line, "recipe");

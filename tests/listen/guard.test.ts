@@ -5,10 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { Rcode } from "../../lib/dns/message.ts";
-import { type FaultReport, LogThrottle, QueryGuard, servfailFor } from "../../lib/listen/guard.ts";
+import { type FaultReport, QueryGuard, servfailFor } from "../../lib/listen/guard.ts";
+import { LogThrottle } from "../../lib/sys/log_throttle.ts";
 import type { Handler } from "../../lib/listen/listener.ts";
 import { QueryLog, type QueryLogEntry } from "../../lib/metrics/query_log.ts";
-import type { Answer, Query, Transport } from "../../lib/pipeline/pipeline.ts";
+import type { Answer, Query } from "../../lib/pipeline/pipeline.ts";
+import type { Transport } from "../../lib/dns/transport.ts";
 import { startServer } from "../../lib/server.ts";
 import { nameToString } from "../../lib/dns/wire.ts";
 import { cryptoRandom } from "../../lib/sys/random.ts";

@@ -17,7 +17,7 @@ import { startServer } from "../../lib/server.ts";
 import { cryptoRandom } from "../../lib/sys/random.ts";
 import { startFakeDot } from "../helpers/fake_dot.ts";
 import { testConfig } from "../helpers/proxy.ts";
-import { findTool, toolTest } from "../helpers/tools.ts";
+import { digArgs, runTool, toolTest } from "../helpers/tools.ts";
 import { waitFor as until } from "../helpers/wait.ts";
 
 const CA = await readFixture("ca.pem");
@@ -314,28 +314,13 @@ Deno.test("through startServer, tls:// and https:// listeners answer with the up
   }
 });
 
-const KDIG = await findTool("kdig");
-const DIG = await findTool("dig");
-
-async function run(bin: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(bin, { args, stdin: "null", stdout: "piped", stderr: "piped" })
-    .output();
-  return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-}
-
 await toolTest({
   name: "kdig +tls gets answers from the DoT listener, verifying its certificate",
   tools: ["kdig"],
-  async fn() {
+  async fn({ kdig }) {
     await withDot(fakeHandler().handle, async (dot) => {
-      const out = await run(KDIG!, [
-        `@127.0.0.1`,
-        "-p",
-        String(dot.addr.port),
-        "+tls-ca=" + CA_PATH,
-        "+tls-hostname=dns.test",
-        "+time=5",
-        "+retry=0",
+      const out = await runTool(kdig, [
+        ...digArgs("kdig", dot.addr.port, CA_PATH),
         "+short",
         "kdig.example.test",
         "A",
@@ -348,16 +333,10 @@ await toolTest({
 await toolTest({
   name: "dig +tls gets answers from the DoT listener, verifying its certificate",
   tools: ["dig"],
-  async fn() {
+  async fn({ dig }) {
     await withDot(fakeHandler().handle, async (dot) => {
-      const out = await run(DIG!, [
-        `@127.0.0.1`,
-        "-p",
-        String(dot.addr.port),
-        "+tls-ca=" + CA_PATH,
-        "+tls-hostname=dns.test",
-        "+time=5",
-        "+tries=1",
+      const out = await runTool(dig, [
+        ...digArgs("dig", dot.addr.port, CA_PATH),
         "+short",
         "dig.example.test",
         "AAAA",

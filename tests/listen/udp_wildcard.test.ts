@@ -198,17 +198,22 @@ Deno.test("a second wildcard listener on a port in use fails with AddrInUse", as
   });
 });
 
-Deno.test("without permission to list interfaces a wildcard is one socket, as before", async () => {
+Deno.test("without permission to list interfaces, loopback addresses still answer from themselves", async () => {
   const interfaces = () => {
     throw new Deno.errors.NotCapable('Requires sys access to "networkInterfaces"');
   };
-  await withListener("0.0.0.0", { interfaces }, async (l) => {
-    assert.deepEqual(l.addresses(), ["0.0.0.0"]);
-    const { reply } = await exchange(
-      { hostname: "127.0.0.1", port: l.addr.port },
-      buildQuery("x.example"),
-    );
-    assert.equal(parse(reply).type, "response");
+  await withListener("0.0.0.0", { interfaces, loopback: ["127.0.0.2"] }, async (l) => {
+    // The loopback list keeps its own sockets; one wildcard socket serves the rest.
+    assert.deepEqual(l.addresses().sort(), ["0.0.0.0", "127.0.0.2"]);
+    for (const hostname of ["127.0.0.1", "127.0.0.2", "127.0.0.3"]) {
+      const { reply, from } = await exchange(
+        { hostname, port: l.addr.port },
+        buildQuery("x.example"),
+      );
+      assert.equal(parse(reply).type, "response");
+      // 127.0.0.3 is outside the list: the wildcard socket answers it, from the primary address.
+      assert.equal(from.hostname, hostname === "127.0.0.3" ? "127.0.0.1" : hostname);
+    }
   });
 });
 

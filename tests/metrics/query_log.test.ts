@@ -73,10 +73,17 @@ Deno.test("a query-log line is one JSON object with the documented keys in order
   const line = formatQueryLogLine(entry(), T0);
   assert.equal(
     line,
-    '{"time":"2025-01-02T03:04:05.678Z","client":"192.0.2.7","protocol":"udp",' +
-      '"name":"www.example.com.","type":"A","rcode":"NOERROR","upstream":"tls://1.1.1.1:853",' +
+    '{"time":"2025-01-02T03:04:05.678Z","client":"192.0.2.7","client_name":null,' +
+      '"protocol":"udp","name":"www.example.com.","type":"A","rcode":"NOERROR","upstream":"tls://1.1.1.1:853",' +
       '"route":"default","cache_hit":false,"duration_ms":12.346}',
   );
+});
+
+Deno.test("a named client's name follows its address, quoted in logfmt when it has a space", () => {
+  const json = JSON.parse(formatQueryLogLine(entry({ clientName: "Alice Smith" }), T0));
+  assert.equal(json.client_name, "Alice Smith");
+  const text = formatQueryLogLine(entry({ clientName: "Alice Smith" }), T0, "text");
+  assert.match(text, / client=192\.0\.2\.7 client_name="Alice Smith" protocol=udp /);
 });
 
 Deno.test("unknown types and rcodes are written in RFC 3597 style, a cache answer has no upstream", () => {
@@ -101,7 +108,7 @@ Deno.test("names with quotes or control bytes stay valid JSON and escaped logfmt
   const text = formatQueryLogLine(entry({ name, upstream: null, route: null }), T0, "text");
   assert.equal(
     text,
-    'time=2025-01-02T03:04:05.678Z client=192.0.2.7 protocol=udp name="a\\"\\\\032\\\\010b." ' +
+    'time=2025-01-02T03:04:05.678Z client=192.0.2.7 client_name=- protocol=udp name="a\\"\\\\032\\\\010b." ' +
       "type=A rcode=NOERROR upstream=- route=- cache_hit=false duration_ms=12.346",
   );
 });

@@ -233,6 +233,7 @@ Deno.test("a query log opened with a UDP syslog sink delivers each query to the 
     assert.deepEqual(JSON.parse(m[7]), {
       time: "2025-01-02T03:04:05.678Z",
       client: "192.0.2.7",
+      client_name: null,
       protocol: "tcp",
       name: "example.org.",
       type: "AAAA",

@@ -2,13 +2,15 @@
 import assert from "node:assert/strict";
 import dnsPacket from "dns-packet";
 import { ResponseCache } from "../../lib/cache/cache.ts";
-import { Pipeline, type PipelineOptions, type Query } from "../../lib/pipeline/pipeline.ts";
+import { Pipeline, type PipelineOptions } from "../../lib/pipeline/pipeline.ts";
 import { Acl, parseCidrList } from "../../lib/policy/acl.ts";
 import { RateLimiter } from "../../lib/policy/rate_limit.ts";
 import { Metrics } from "../../lib/metrics/metrics.ts";
 import { type Exchange, failure, type Upstream } from "../../lib/upstream/upstream.ts";
 import { buildQuery, parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
+import { clientQuery, TEST_LIMITS } from "../helpers/pipeline.ts";
+import { answered } from "../helpers/exchange.ts";
 
 /** An upstream whose replies are released by the test, one exchange at a time. */
 function heldUpstream() {
@@ -18,35 +20,27 @@ function heldUpstream() {
     exchange: (query) => new Promise((resolve) => waiting.push({ query, resolve })),
     close: () => Promise.resolve(),
   };
-  /** Answers the oldest waiting exchange with an A record of the given TTL. */
-  const answer = (ttl = 300, address = "192.0.2.7") => {
+  /** Answers the oldest waiting exchange: RD, RA, `rcode` and `answers(question name)`. */
+  const reply = (rcode: number, answers: (name: string) => dnsPacket.Answer[]) => {
     const w = waiting.shift();
     assert.ok(w, "no exchange is waiting");
     const q = parse(w.query);
-    const reply = dnsPacket.encode({
+    const bytes = dnsPacket.encode({
       type: "response",
       id: q.id,
-      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | rcode,
       questions: q.questions,
-      answers: [{ type: "A", name: q.questions![0].name, ttl, data: address }],
+      answers: answers(q.questions![0].name),
     });
-    w.resolve({ ok: true, reply: new Uint8Array(reply), upstream: "held" });
+    w.resolve(answered(new Uint8Array(bytes), "held"));
   };
+  /** Answers the oldest waiting exchange with an A record of the given TTL. */
+  const answer = (ttl = 300, address = "192.0.2.7") =>
+    reply(0, (name) => [{ type: "A", name, ttl, data: address }]);
   const fail = () => waiting.shift()!.resolve(failure("timeout", "held", "scripted"));
   /** Answers the oldest waiting exchange with an error rcode and no records. */
-  const answerRcode = (rcode: "SERVFAIL" | "REFUSED") => {
-    const w = waiting.shift();
-    assert.ok(w, "no exchange is waiting");
-    const q = parse(w.query);
-    const reply = dnsPacket.encode({
-      type: "response",
-      id: q.id,
-      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE |
-        (rcode === "SERVFAIL" ? 2 : 5),
-      questions: q.questions,
-    });
-    w.resolve({ ok: true, reply: new Uint8Array(reply), upstream: "held" });
-  };
+  const answerRcode = (rcode: "SERVFAIL" | "REFUSED") =>
+    reply(rcode === "SERVFAIL" ? 2 : 5, () => []);
   return { upstream, waiting, answer, fail, answerRcode };
 }
 
@@ -57,22 +51,13 @@ function setup(extra: Partial<PipelineOptions> = {}) {
   const pipeline = new Pipeline({
     upstream: held.upstream,
     clock,
-    queryTimeoutMs: 5000,
-    udpMaxSize: 1232,
-    maxInFlight: 100,
-    overload: "refuse",
+    ...TEST_LIMITS,
     cache,
     prefetch: true,
     ...extra,
   });
   const ask = (name: string, id = 1, client = "127.0.0.1", type = "A") =>
-    Promise.resolve(pipeline.handle(
-      {
-        bytes: buildQuery(name, type, id),
-        transport: "udp",
-        client: { hostname: client, port: 5353 },
-      } satisfies Query,
-    ));
+    Promise.resolve(pipeline.handle(clientQuery(buildQuery(name, type, id), "udp", client)));
   return { clock, held, cache, pipeline, ask };
 }
 

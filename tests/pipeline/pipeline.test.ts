@@ -5,6 +5,8 @@ import { Pipeline, type Query } from "../../lib/pipeline/pipeline.ts";
 import { type Exchange, failure, type Upstream } from "../../lib/upstream/upstream.ts";
 import { buildQuery, parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
+import { clientQuery, TEST_LIMITS as LIMITS } from "../helpers/pipeline.ts";
+import { answered } from "../helpers/exchange.ts";
 
 /** An upstream that replies with a canned answer (upstream ID 0xBEEF, name lower-cased). */
 function scriptedUpstream(
@@ -31,25 +33,18 @@ function scriptedUpstream(
         })),
         answers: [{ type: "A", name: q.questions![0].name, ttl: 60, data: "192.0.2.1" }],
       });
-      return Promise.resolve({ ok: true, reply: new Uint8Array(reply), upstream: "scripted" });
+      return Promise.resolve(answered(new Uint8Array(reply), "scripted"));
     },
     close: () => Promise.resolve(),
   };
 }
-
-const LIMITS = {
-  queryTimeoutMs: 5000,
-  udpMaxSize: 1232,
-  maxInFlight: 100,
-  overload: "refuse",
-} as const;
 
 function setup(result?: Exchange) {
   const clock = new FakeClock();
   const upstream = scriptedUpstream(result);
   const pipeline = new Pipeline({ upstream, clock, ...LIMITS });
   const ask = (bytes: Uint8Array, transport: Query["transport"] = "udp") =>
-    pipeline.handle({ bytes, transport, client: { hostname: "127.0.0.1", port: 5353 } });
+    pipeline.handle(clientQuery(bytes, transport));
   return { clock, upstream, pipeline, ask };
 }
 

@@ -16,6 +16,8 @@ import { RateLimiter } from "../../lib/policy/rate_limit.ts";
 import { type Exchange, failure, forHop, type Upstream } from "../../lib/upstream/upstream.ts";
 import { parse } from "../helpers/dns_client.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
+import { clientQuery, TEST_LIMITS } from "../helpers/pipeline.ts";
+import { answered } from "../helpers/exchange.ts";
 
 type Packet = dnsPacket.Packet;
 type Respond = (q: Packet) => Packet | Exchange;
@@ -33,11 +35,7 @@ function fakeUpstream(respond: Respond, keepEcs: boolean) {
       queries.push(q);
       const r = respond(q);
       if ("ok" in r) return Promise.resolve(r as Exchange);
-      return Promise.resolve({
-        ok: true,
-        reply: new Uint8Array(dnsPacket.encode(r as Packet)),
-        upstream: "fake",
-      });
+      return Promise.resolve(answered(new Uint8Array(dnsPacket.encode(r as Packet)), "fake"));
     },
     close: () => Promise.resolve(),
   };
@@ -70,22 +68,15 @@ function setup(respond: Respond, extra: Partial<PipelineOptions> = {}) {
   const pipeline = new Pipeline({
     upstream: fake.upstream,
     clock,
-    queryTimeoutMs: 5000,
-    udpMaxSize: 1232,
-    maxInFlight: 100,
-    overload: "refuse",
+    ...TEST_LIMITS,
     cache,
     metrics,
     ...extra,
   });
-  const ask = async (q: Packet, transport: Query["transport"] = "udp", client = "127.0.0.1") => {
-    const a = await pipeline.handle({
-      bytes: new Uint8Array(dnsPacket.encode(q)),
-      transport,
-      client: { hostname: client, port: 5353 },
-    });
-    return a;
-  };
+  const ask = (q: Packet, transport: Query["transport"] = "udp", client = "127.0.0.1") =>
+    Promise.resolve(
+      pipeline.handle(clientQuery(new Uint8Array(dnsPacket.encode(q)), transport, client)),
+    );
   return { clock, fake, cache, metrics, pipeline, ask };
 }
 

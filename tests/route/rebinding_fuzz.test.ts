@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { decodeMessage } from "../../lib/dns/message.ts";
 import { namesEqual } from "../../lib/dns/wire.ts";
 import { RebindingFilter } from "../../lib/route/rebinding.ts";
-import { fuzzFailure, fuzzSeed, mutate, Rng, validResponse } from "../helpers/fuzz.ts";
+import { fuzzFailure, fuzzSeed, mutate, validResponse } from "../helpers/fuzz.ts";
+import { Rng } from "../helpers/rng.ts";
 
 const SEED = fuzzSeed(0x5eb1d);
 const INPUTS = 4000;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { nameFromString } from "../../lib/dns/wire.ts";
-import { soaRdata } from "../../lib/route/answer.ts";
+import { synthesizedSoa } from "../../lib/route/local_zones.ts";
 import {
   DEFAULT_RECORD_TTL,
   isRecordError,
@@ -71,12 +71,7 @@ Deno.test("a name with data answers NODATA for other types, with the zone SOA wh
   assert.equal(plain.rcode, "NOERROR");
   assert.deepEqual(plain.answers, []);
   assert.deepEqual(plain.authorities, []);
-  const soa = {
-    owner: nameFromString("home.arpa"),
-    type: 6,
-    ttl: 10800,
-    rdata: soaRdata(nameFromString("localhost"), nameFromString("nobody.invalid")),
-  };
+  const soa = synthesizedSoa(nameFromString("home.arpa"));
   const withSoa = read(d.answer(msg, d.get(msg.question!.name)!, soa));
   assert.deepEqual(lines(withSoa.authorities), ["home.arpa 10800 SOA localhost nobody.invalid"]);
 });

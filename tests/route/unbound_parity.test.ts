@@ -11,7 +11,8 @@ import { encodeQuery } from "../../lib/dns/reply.ts";
 import { isRecordError, LocalData, parseRecord, type RecordRow } from "../../lib/route/records.ts";
 import { Router } from "../../lib/route/router.ts";
 import { udpQuery } from "../helpers/dns_client.ts";
-import { requireTool, startUnbound } from "../helpers/unbound.ts";
+import { toolTest } from "../helpers/tools.ts";
+import { startUnbound, unboundConf } from "../helpers/unbound.ts";
 import { flagsOf, lines, read } from "./helpers.ts";
 
 const RECORDS: RecordRow[] = [
@@ -62,36 +63,16 @@ const QUERIES: [string, number][] = [
   [`0.${V6_ZERO}ip6.arpa`, 12],
 ];
 
-function unboundConfig(port: number, dir: string): string {
-  return [
-    "server:",
-    "  verbosity: 1",
-    '  username: ""',
-    '  chroot: ""',
-    `  directory: "${dir}"`,
-    "  do-daemonize: no",
-    "  use-syslog: no",
-    '  logfile: ""',
-    '  pidfile: ""',
-    "  num-threads: 1",
-    `  interface: 127.0.0.1@${port}`,
-    `  port: ${port}`,
-    "  do-ip6: no",
-    "  access-control: 127.0.0.0/8 allow",
-    '  module-config: "iterator"',
-    ...RECORDS.map((r) => `  local-data: "${r.name}. ${r.ttl} IN ${r.type} ${r.data}"`),
-    // Anything else is refused: nothing is ever looked up elsewhere.
-    "remote-control:",
-    "  control-enable: no",
-    "",
-  ].join("\n");
+/** Unbound with its default local zones and `RECORDS` as local-data (only local names are asked). */
+function parityConfig(port: number, dir: string): string {
+  return unboundConf(port, dir, {
+    server: RECORDS.map((r) => `  local-data: "${r.name}. ${r.ttl} IN ${r.type} ${r.data}"`),
+  });
 }
 
-const haveUnbound = await requireTool("unbound");
-
-Deno.test({
+await toolTest({
   name: "local zones and local data answer as Unbound's defaults do",
-  ignore: !haveUnbound,
+  tools: ["unbound"],
   async fn() {
     const data = new LocalData();
     for (const row of RECORDS) {
@@ -101,7 +82,7 @@ Deno.test({
     }
     const router = Router.build({ data });
     assert.ok(router instanceof Router);
-    const unbound = await startUnbound({ config: unboundConfig });
+    const unbound = await startUnbound({ config: parityConfig });
     try {
       for (const [name, qtype] of QUERIES) {
         const bytes = encodeQuery({ id: 0x4242, name, qtype, rd: true });

@@ -5,6 +5,7 @@ import type { GroupMember } from "../../lib/upstream/group.ts";
 import { Health } from "../../lib/upstream/health.ts";
 import { type Exchange, failure } from "../../lib/upstream/upstream.ts";
 import { FakeClock, seededRandom } from "../helpers/fake_clock.ts";
+import { answered } from "../helpers/exchange.ts";
 
 const question: Question = {
   name: new Uint8Array([1, 97, 0]),
@@ -35,7 +36,7 @@ function member(clock: FakeClock, name: string, results: Exchange[]): GroupMembe
   };
 }
 
-const ok = (upstream: string): Exchange => ({ ok: true, reply: new Uint8Array(12), upstream });
+const ok = (upstream: string): Exchange => answered(new Uint8Array(12), upstream);
 
 Deno.test("the first upstream in configured order answers when healthy", async () => {
   const clock = new FakeClock();
@@ -125,7 +126,7 @@ function timed(
           if (late) return resolve(failure("timeout", name, "too slow"));
           const reply = new Uint8Array(12);
           reply[3] = opts.rcode ?? 0;
-          resolve({ ok: true, reply, upstream: name });
+          resolve(answered(reply, name));
         });
       });
     },

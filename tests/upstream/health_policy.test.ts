@@ -6,11 +6,8 @@
  * back through probes; a refused connection marks it down at once (where a refusal can be seen).
  */
 import assert from "node:assert/strict";
-import {
-  createUpstream,
-  type ManagedUpstream,
-  type UpstreamProtocol,
-} from "../../lib/upstream/create.ts";
+import { createUpstream, type ManagedUpstream } from "../../lib/upstream/create.ts";
+import type { Transport as UpstreamProtocol } from "../../lib/dns/transport.ts";
 import { DEFAULT_FAILURE_THRESHOLD } from "../../lib/upstream/health.ts";
 import type { Exchange } from "../../lib/upstream/upstream.ts";
 import { cryptoRandom } from "../../lib/sys/random.ts";

@@ -3,9 +3,10 @@ import { DEFAULT_FAILURE_THRESHOLD } from "../../lib/upstream/health.ts";
 import { HealthMonitor } from "../../lib/upstream/monitor.ts";
 import { type Exchange, failure } from "../../lib/upstream/upstream.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
+import { answered as answeredBy } from "../helpers/exchange.ts";
 
 const random = { uint16: () => 0, float: () => 0.5 }; // no jitter: backoff periods are exact
-const answered: Exchange = { ok: true, reply: new Uint8Array(12), upstream: "u" };
+const answered: Exchange = answeredBy(new Uint8Array(12), "u");
 const down = failure("down", "u", "backing off after failures");
 
 /** Lets settled probe promises run their continuations. */

@@ -1,7 +1,7 @@
 /** The loopback CONNECT proxy behind bootstrapped DoH: it tunnels to its one host, nowhere else. */
 import assert from "node:assert/strict";
 import { ConnectTunnel } from "../../lib/upstream/tunnel.ts";
-import type { AddressResolver } from "../../lib/upstream/bootstrap.ts";
+import type { AddressResolver } from "../../lib/upstream/resolver.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 
 /** Sends `request` to the tunnel and returns everything it answers before closing. */

@@ -4,6 +4,7 @@ import { ACCESS_ACTIONS } from "../enums.ts";
 import { DEFAULT_ALLOW } from "../../policy/acl.ts";
 import { cidrList, oneOf } from "../readers.ts";
 import { defineSection, type SectionValue, setting } from "../table.ts";
+import { clientNameList } from "./clients.ts";
 
 /** The [access] keys. Deny wins over allow. */
 export const ACCESS = defineSection("access", "access", {
@@ -16,6 +17,16 @@ export const ACCESS = defineSection("access", "access", {
   deny: setting("deny", cidrList(false), {
     default: [],
     doc: "prefixes refused even when allowed",
+    reloadable: true,
+  }),
+  allow_clients: setting("allowClients", clientNameList, {
+    default: [],
+    doc: "named clients served from any address not in deny (certificate, token, [[clients]])",
+    reloadable: true,
+  }),
+  deny_clients: setting("denyClients", clientNameList, {
+    default: [],
+    doc: "named clients refused from every address",
     reloadable: true,
   }),
   action: setting("action", oneOf(ACCESS_ACTIONS), {

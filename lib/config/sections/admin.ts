@@ -1,6 +1,6 @@
 /** [admin]: the HTTP endpoint for /metrics, /healthz and /readyz; off unless the section is set. */
 
-import { ipKey } from "../ip.ts";
+import { ipKey } from "../../net/ip.ts";
 import type { KeyChecker } from "../keys.ts";
 import { Invalid, nonEmptyString, required, type Table } from "../readers.ts";
 import { declareSection, key } from "../table.ts";

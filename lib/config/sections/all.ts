@@ -7,6 +7,7 @@ import type { Section } from "../table.ts";
 import { ACCESS } from "./access.ts";
 import { ADMIN } from "./admin.ts";
 import { CACHE } from "./cache.ts";
+import { CLIENTS } from "./clients.ts";
 import { FORWARDING } from "./forwarding.ts";
 import { GROUPS } from "./groups.ts";
 import { LIMITS } from "./limits.ts";
@@ -37,4 +38,5 @@ export const SECTIONS: readonly Section[] = Object.freeze([
   ROUTES,
   RECORDS,
   ROUTING,
+  CLIENTS,
 ]);

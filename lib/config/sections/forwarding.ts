@@ -1,9 +1,10 @@
 /** [forwarding]: how queries are sent upstream. */
 
 import { DEFAULT_FAILURE_THRESHOLD } from "../../upstream/health.ts";
-import { ECS_ACTIONS, FORWARDING_STRATEGIES } from "../enums.ts";
+import { ECS_ACTIONS } from "../enums.ts";
+import { STRATEGIES } from "../../upstream/group.ts";
 import { keyPath } from "../errors.ts";
-import { ipKey } from "../ip.ts";
+import { ipKey } from "../../net/ip.ts";
 import {
   bool,
   describe,
@@ -112,7 +113,7 @@ export const FORWARDING = defineSection("forwarding", "forwarding", {
     doc: "answer failures in a row, with nothing answered meanwhile, before an upstream is down",
     reloadable: true,
   }),
-  strategy: setting("strategy", oneOf(FORWARDING_STRATEGIES), {
+  strategy: setting("strategy", oneOf(STRATEGIES), {
     default: "failover",
     doc: "how queries are spread over the upstreams",
     reloadable: true,

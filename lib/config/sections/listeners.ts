@@ -1,16 +1,20 @@
 /** [[listeners]]: the sockets we accept client queries on, one union member per protocol. */
 
+import { CLIENT_AUTH_MODES, type ClientAuthMode } from "../../identity/modes.ts";
 import type { Cidr } from "../../policy/acl.ts";
+import type { PlainTransport } from "../../dns/transport.ts";
 import { LISTENER_PROTOCOLS } from "../enums.ts";
 import { keyPath } from "../errors.ts";
-import { type FileJobs, filePath, filePathString, readKeyPair } from "../files.ts";
-import { ipKey } from "../ip.ts";
+import { type FileJobs, filePath, filePathString, pemCertificates, readKeyPair } from "../files.ts";
+import { ipKey } from "../../net/ip.ts";
 import type { KeyChecker } from "../keys.ts";
 import {
+  bool,
   cidrList,
   Invalid,
   nonEmptyString,
   notAllowed,
+  oneOf,
   type Reader,
   required,
   type Table,
@@ -18,6 +22,12 @@ import {
 import { declareSection, key, readRow, readSection } from "../table.ts";
 import { type EndpointRules, parseEndpoint } from "../url.ts";
 import { ACCESS, type AccessConfig } from "./access.ts";
+import {
+  DOH_AUTH_ROWS,
+  type DohAuthConfig,
+  type DohAuthFields,
+  readDohAuth,
+} from "./doh_tokens.ts";
 
 /** The DoH path used when an https/http listener URL (or an https upstream URL) has none. */
 export const DEFAULT_DOH_PATH = "/dns-query";
@@ -42,7 +52,27 @@ interface ListenerBase {
 /** Fields that only some protocols have, declared absent on the others. */
 type Absent<K extends string> = { [P in K]?: undefined };
 type TlsFields = "certFile" | "keyFile" | "cert" | "key";
-type WebFields = "path" | "trustedProxies" | "clientHeader";
+type WebFields = "path" | "clientHeader";
+type ProxyFields = "proxyProtocol";
+type ClientCertFields = "clientCaFile" | "clientCa";
+
+/** PROXY protocol (udp, tcp, tls): from whom a header is required and believed. */
+interface ProxyFront {
+  /** proxy_protocol: peers in trustedProxies must start with a PROXY header. Default false. */
+  proxyProtocol: boolean;
+  /** Peers that must send a PROXY header (trusted_proxies); non-empty when proxyProtocol. */
+  trustedProxies: Cidr[];
+}
+
+/** Mutual TLS on a tls:// listener. */
+interface ClientCertAuth {
+  /** client_auth: whether a client certificate is asked for. Default "none". */
+  clientAuth: ClientAuthMode;
+  /** Resolved client_ca_file path, for messages; set unless clientAuth is "none". */
+  clientCaFile?: string;
+  /** The CERTIFICATE blocks of client_ca_file, PEM text; null when clientAuth is "none". */
+  clientCa: string | null;
+}
 
 /** The certificate a tls:// or https:// listener presents. */
 interface TlsMaterial {
@@ -67,22 +97,38 @@ interface WebFront {
 }
 
 /** udp:// or tcp://: plain DNS. */
-export interface PlainListenerConfig extends ListenerBase, Absent<TlsFields | WebFields> {
-  protocol: "udp" | "tcp";
+export interface PlainListenerConfig
+  extends
+    ListenerBase,
+    ProxyFront,
+    Absent<TlsFields | WebFields | ClientCertFields | DohAuthFields | "clientAuth"> {
+  protocol: PlainTransport;
 }
 
 /** tls://: DNS-over-TLS (RFC 7858). */
-export interface TlsListenerConfig extends ListenerBase, TlsMaterial, Absent<WebFields> {
+export interface TlsListenerConfig
+  extends ListenerBase, TlsMaterial, ProxyFront, ClientCertAuth, Absent<WebFields | DohAuthFields> {
   protocol: "tls";
 }
 
 /** https://: DNS-over-HTTPS (RFC 8484). */
-export interface HttpsListenerConfig extends ListenerBase, TlsMaterial, WebFront {
+export interface HttpsListenerConfig
+  extends
+    ListenerBase,
+    TlsMaterial,
+    WebFront,
+    DohAuthConfig,
+    Absent<ProxyFields | ClientCertFields> {
   protocol: "https";
 }
 
 /** http://: plain-HTTP DoH, for running behind a TLS-terminating load balancer. */
-export interface HttpListenerConfig extends ListenerBase, WebFront, Absent<TlsFields> {
+export interface HttpListenerConfig
+  extends
+    ListenerBase,
+    WebFront,
+    DohAuthConfig,
+    Absent<TlsFields | ProxyFields | ClientCertFields> {
   protocol: "http";
 }
 
@@ -136,10 +182,30 @@ export const LISTENERS = declareSection("listeners", "listeners", "array", {
   trusted_proxies: key(cidrList(false), {
     default: [],
     defaultDoc: "[] (none)",
-    doc: "https/http: peers whose client_header is believed",
+    doc: "udp/tcp/tls with proxy_protocol: peers that must send a PROXY header (and are " +
+      "believed); https/http: peers whose client_header is believed",
     reloadable: false,
     field: "trustedProxies",
   }),
+  proxy_protocol: key(bool, {
+    default: false,
+    doc: "udp/tcp/tls: connections and datagrams from trusted_proxies start with a PROXY " +
+      "protocol header (v1 or v2; v2 over UDP) naming the client",
+    reloadable: false,
+    field: "proxyProtocol",
+  }),
+  client_auth: key(oneOf(CLIENT_AUTH_MODES), {
+    default: "none",
+    doc: `tls: ask for a client certificate; https/http: for a token (tokens, tokens_file): ` +
+      `"none", "optional" or "require" (then a client without a valid one is refused)`,
+    reloadable: true,
+    field: "clientAuth",
+  }),
+  client_ca_file: key(filePathString, {
+    doc: "tls with client_auth: PEM CA certificates that client certificates must chain to",
+    reloadable: true,
+  }),
+  ...DOH_AUTH_ROWS,
   client_header: key(headerName, {
     default: DEFAULT_CLIENT_HEADER,
     doc: "https/http: the header naming the client behind a trusted proxy",
@@ -181,16 +247,58 @@ export function readListener(t: Table, at: string, ctx: ListenerContext): Listen
   const what = `${protocol}:// listeners`;
   const base = { url, hostname, port };
 
-  const web = (): WebFront => ({
-    path: r.endpoint.path ?? DEFAULT_DOH_PATH,
-    trustedProxies: readRow(rows.trusted_proxies, t, at, "trusted_proxies"),
-    clientHeader: readRow(rows.client_header, t, at, "client_header"),
-  });
+  const web = (): WebFront => {
+    notAllowed(
+      t,
+      at,
+      "proxy_protocol",
+      `not used by ${what}: behind a load balancer they take the client from client_header, ` +
+        `believed from trusted_proxies`,
+    );
+    return {
+      path: r.endpoint.path ?? DEFAULT_DOH_PATH,
+      trustedProxies: readRow(rows.trusted_proxies, t, at, "trusted_proxies"),
+      clientHeader: readRow(rows.client_header, t, at, "client_header"),
+    };
+  };
   const noWeb = () => {
     const why = `not used by ${what}; only https:// and http:// listeners see HTTP headers`;
-    notAllowed(t, at, "trusted_proxies", why);
     notAllowed(t, at, "client_header", why);
   };
+  const proxy = (): ProxyFront => {
+    const proxyProtocol = readRow(rows.proxy_protocol, t, at, "proxy_protocol");
+    const trustedProxies = readRow(rows.trusted_proxies, t, at, "trusted_proxies");
+    if (proxyProtocol && trustedProxies.length === 0) {
+      throw new Invalid(
+        keyPath(at, "proxy_protocol"),
+        t.proxy_protocol,
+        `PROXY protocol needs trusted_proxies: the load balancers whose headers are believed, ` +
+          `e.g. trusted_proxies = ["10.0.0.0/24"] (a header is never taken from anyone else)`,
+      );
+    }
+    if (!proxyProtocol && trustedProxies.length > 0) {
+      throw new Invalid(
+        keyPath(at, "trusted_proxies"),
+        t.trusted_proxies,
+        `on ${what} trusted proxies send a PROXY protocol header: set proxy_protocol = true`,
+      );
+    }
+    return { proxyProtocol, trustedProxies };
+  };
+  const noClientCerts = (web: boolean) => {
+    const why = web
+      ? `not used by ${what}; client certificates are asked for by tls:// listeners (DoH ` +
+        `clients authenticate with tokens)`
+      : `not used by ${what}; only tls:// listeners ask for client certificates`;
+    if (!web) notAllowed(t, at, "client_auth", why);
+    notAllowed(t, at, "client_ca_file", why);
+  };
+  const noTokens = () => {
+    for (const k of Object.keys(DOH_AUTH_ROWS)) {
+      notAllowed(t, at, k, `not used by ${what}; only https:// and http:// listeners take tokens`);
+    }
+  };
+  const dohAuth = () => readDohAuth(t, at, readRow(rows.client_auth, t, at, "client_auth"), ctx);
   const noTls = () => {
     const why = protocol === "http"
       ? "http:// is plain HTTP behind a TLS-terminating proxy; use https:// to serve TLS here"
@@ -205,29 +313,42 @@ export function readListener(t: Table, at: string, ctx: ListenerContext): Listen
     case "tcp":
       noTls();
       noWeb();
-      out = { ...base, protocol };
+      noClientCerts(false);
+      noTokens();
+      out = { ...base, protocol, ...proxy() };
       break;
     case "tls": {
-      const tls: TlsListenerConfig = { ...base, protocol, ...tlsFiles(t, at, what, ctx) };
+      const tls: TlsListenerConfig = {
+        ...base,
+        protocol,
+        ...tlsFiles(t, at, what, ctx),
+        ...proxy(),
+        ...clientCerts(t, at, ctx),
+      };
       readKeyPair(ctx.files, t, at, tls, (cert, key) => Object.assign(tls, { cert, key }));
+      readClientCa(t, at, ctx, tls);
       noWeb();
+      noTokens();
       out = tls;
       break;
     }
     case "https": {
-      const https: HttpsListenerConfig = {
+      noClientCerts(true);
+      // The listener is built on the credentials object: the tokens file fills it in later.
+      const https: HttpsListenerConfig = Object.assign(dohAuth(), {
         ...base,
         protocol,
         ...tlsFiles(t, at, what, ctx),
         ...web(),
-      };
+      });
       readKeyPair(ctx.files, t, at, https, (cert, key) => Object.assign(https, { cert, key }));
       out = https;
       break;
     }
     case "http":
       noTls();
-      out = { ...base, protocol, ...web() };
+      noClientCerts(true);
+      out = Object.assign(dohAuth(), { ...base, protocol, ...web() });
       break;
   }
   if (t.access !== undefined) {
@@ -235,6 +356,47 @@ export function readListener(t: Table, at: string, ctx: ListenerContext): Listen
     out.access = readSection(ACCESS, ctx.keys.table(t.access, ACCESS, a), a, ctx.access);
   }
   return out;
+}
+
+/**
+ * client_auth and client_ca_file of a tls listener; the CA file is read by {@link readClientCa}
+ * (its certificates are read and parsed with the rest of the config's files).
+ */
+function clientCerts(t: Table, at: string, ctx: ListenerContext): ClientCertAuth {
+  const rows = LISTENERS.rows;
+  const clientAuth = readRow(rows.client_auth, t, at, "client_auth");
+  if (clientAuth === "none") {
+    notAllowed(
+      t,
+      at,
+      "client_ca_file",
+      `not used with client_auth = "none": set client_auth = "optional" or "require" to ask ` +
+        `clients for a certificate`,
+    );
+    return { clientAuth, clientCa: null };
+  }
+  if (t.client_ca_file === undefined) {
+    throw new Invalid(
+      keyPath(at, "client_auth"),
+      clientAuth,
+      `client_auth = "${clientAuth}" needs client_ca_file: the PEM CA certificates that ` +
+        `client certificates must chain to, e.g. client_ca_file = "/etc/dotproxy/clients-ca.pem"`,
+    );
+  }
+  const clientCaFile = filePath(t, at, "client_ca_file", ctx.baseDir, "");
+  return { clientAuth, clientCaFile, clientCa: null };
+}
+
+/** Queues the read of a tls listener's client_ca_file into `l.clientCa`. */
+function readClientCa(t: Table, at: string, ctx: ListenerContext, l: ClientCertAuth): void {
+  if (l.clientCaFile === undefined) return;
+  ctx.files.read({
+    key: keyPath(at, "client_ca_file"),
+    value: t.client_ca_file,
+    path: l.clientCaFile,
+    extract: pemCertificates,
+    apply: (blocks) => l.clientCa = blocks.join(""),
+  });
 }
 
 /**

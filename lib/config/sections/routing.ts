@@ -12,7 +12,7 @@ import type { LocalRecord } from "../../route/records.ts";
 import { DEFAULT_HOSTS_POLL_MS } from "../../route/hosts_watch.ts";
 import { ROUTE_ACTIONS, type RouteAction } from "../../route/router.ts";
 import { buildRouting, isRoutingProblem } from "../../route/routing.ts";
-import { MAX_TTL } from "../../route/answer.ts";
+import { MAX_TTL } from "../../dns/local_reply.ts";
 import { isAbsolute, join } from "node:path";
 import { keyPath } from "../errors.ts";
 import type { FileJobs } from "../files.ts";

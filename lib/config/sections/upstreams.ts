@@ -1,10 +1,19 @@
 /** [[upstreams]]: the servers we forward queries to. */
 
+import { parsePin } from "../../identity/spki.ts";
 import { UPSTREAM_PROTOCOLS } from "../enums.ts";
 import { keyPath } from "../errors.ts";
 import { type FileJobs, filePath, filePathString, pemCertificates } from "../files.ts";
-import { isIP } from "../ip.ts";
-import { Invalid, nonEmptyString, notAllowed, required, type Table } from "../readers.ts";
+import { isIP } from "../../net/ip.ts";
+import {
+  describe,
+  Invalid,
+  nonEmptyString,
+  notAllowed,
+  type Reader,
+  required,
+  type Table,
+} from "../readers.ts";
 import { declareSection, key, readRow } from "../table.ts";
 import { type EndpointRules, parseEndpoint } from "../url.ts";
 import { DEFAULT_GROUP, groupName } from "./groups.ts";
@@ -44,6 +53,8 @@ export interface UpstreamConfig {
   caFile?: string;
   /** The upstream group it belongs to (split DNS); DEFAULT_GROUP when not set. */
   group: string;
+  /** tls: SPKI pins (base64 SHA-256); empty: not pinned. */
+  spkiPins: string[];
 }
 
 /** How an upstream url is written. */
@@ -75,6 +86,27 @@ const tlsName = (v: unknown, path: string, name: string): string => {
   return s;
 };
 
+/** `spki_pins = ["<base64 SHA-256 of a SubjectPublicKeyInfo>", ...]`, at least one. */
+const pinList: Reader<string[]> = (v, path, name) => {
+  if (typeof v === "string") {
+    throw new Invalid(path, v, `expected an array of pins, e.g. ${name} = [${JSON.stringify(v)}]`);
+  }
+  if (!Array.isArray(v) || v.length === 0) {
+    throw new Invalid(
+      path,
+      v,
+      `expected a non-empty array of pins (see dotproxy --print-pins), got ${describe(v)}`,
+    );
+  }
+  return v.map((item, i) => {
+    const at = `${path}[${i}]`;
+    if (typeof item !== "string") throw new Invalid(at, item, `expected a pin string`);
+    const r = parsePin(item);
+    if (typeof r !== "string") throw new Invalid(at, item, r.error.replace(/^"[^"]*" /, ""));
+    return r;
+  });
+};
+
 /** The [[upstreams]] keys. A reload rebuilds the upstreams, so every key is reloadable. */
 export const UPSTREAMS = declareSection("upstreams", "upstreams", "array", {
   url: key(nonEmptyString(URL_HINT), {
@@ -88,6 +120,14 @@ export const UPSTREAMS = declareSection("upstreams", "upstreams", "array", {
   }),
   ca_file: key(filePathString, {
     doc: "tls/https: PEM CA certificates to trust instead of the system's store",
+    reloadable: true,
+  }),
+  spki_pins: key(pinList, {
+    default: [],
+    defaultDoc: "[] (not pinned)",
+    doc: "tls: the connection is used only if a certificate of the chain has one of these keys " +
+      "(base64 SHA-256 of its SubjectPublicKeyInfo; dotproxy --print-pins), besides the CA and " +
+      "name checks",
     reloadable: true,
   }),
   group: key(groupName, {
@@ -117,6 +157,7 @@ export function readUpstream(
     tlsName: "",
     caCerts: [],
     group: readRow(UPSTREAMS.rows.group, t, at, "group"),
+    spkiPins: [],
   };
   if (protocol === "https") out.path = path ?? DEFAULT_DOH_PATH;
 
@@ -124,7 +165,20 @@ export function readUpstream(
     const why = `not used by ${protocol}:// upstreams: plain DNS has no certificate to verify`;
     notAllowed(t, at, "tls_name", why);
     notAllowed(t, at, "ca_file", why);
+    notAllowed(t, at, "spki_pins", why);
     return out;
+  }
+  if (protocol === "https") {
+    notAllowed(
+      t,
+      at,
+      "spki_pins",
+      `not supported on https:// upstreams: their HTTP client (Deno's fetch) does not expose ` +
+        `the certificate chain the server presents, so a pin could not be checked; pin a ` +
+        `tls:// upstream of the same resolver instead`,
+    );
+  } else {
+    out.spkiPins = readRow(UPSTREAMS.rows.spki_pins, t, at, "spki_pins");
   }
 
   out.tlsName = t.tls_name === undefined && !hostnameIsIp

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { frameAll, FramedWriter, FrameReader, writeAll } from "../../lib/listen/framing.ts";
+import { frameAll, FramedWriter, FrameReader, writeAll } from "../../lib/dns/framing.ts";
 
 const msg = (n: number, fill: number) => new Uint8Array(n).fill(fill);
 

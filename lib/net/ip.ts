@@ -1,9 +1,13 @@
 /**
- * Allocation-free IP address parsing for the per-query policy checks (ACL, rate limiting). Every
- * query's client address goes through here, so IPv4 becomes one 32-bit integer and IPv6 four
- * 32-bit words written into a caller-owned array: no regex, no split, no BigInt, no garbage.
- * The accepted syntax is as strict as lib/config/ip.ts: dotted quads without leading zeros,
- * IPv6 with at most one `::` and an optional dotted-quad tail.
+ * The one IP literal parser: configuration checks, upstream and listener addresses, and the
+ * per-query policy checks (ACL, rate limiting, identity) all read addresses here. Every query's
+ * client address goes through it, so it is allocation-free: IPv4 becomes one 32-bit integer and
+ * IPv6 four 32-bit words written into a caller-owned array (no regex, no split, no BigInt).
+ *
+ * The syntax is strict, because listeners bind and upstreams connect to these literals verbatim:
+ * dotted quads without shorthand ("1.1") or leading zeros (octal on some systems), IPv6 with at
+ * most one `::` and an optional dotted-quad tail, no zone ids (parseClientAddress alone ignores
+ * one, as sockets report it).
  */
 
 const DOT = 0x2e;
@@ -146,4 +150,33 @@ export function parseClientAddress(ip: string, out: Uint32Array): 0 | 4 | 6 {
   const end = zone < 0 ? ip.length : zone;
   if (!parseIPv6Range(ip, end, out)) return 0;
   return isMappedIPv4(out) ? 4 : 6;
+}
+
+// Words of an address parsed only to be checked or compared; synchronous, so one buffer is safe.
+const checked = new Uint32Array(4);
+
+/** True for a dotted-quad IPv4 address, each part 0-255 without leading zeros. */
+export function isIPv4(text: string): boolean {
+  return parseIPv4(text) >= 0;
+}
+
+/** True for an IPv6 address (without brackets), including `::` forms and embedded IPv4. */
+export function isIPv6(text: string): boolean {
+  return parseIPv6(text, checked);
+}
+
+/** True for either family. */
+export function isIP(text: string): boolean {
+  return isIPv4(text) || isIPv6(text);
+}
+
+/**
+ * A canonical text for comparing two IP literals of the same family ("::1" and
+ * "0:0:0:0:0:0:0:1" have the same key); anything not IPv6 is its own key.
+ */
+export function ipKey(text: string): string {
+  if (!parseIPv6(text, checked)) return text;
+  const groups: string[] = [];
+  for (const w of checked) groups.push((w >>> 16).toString(16), (w & 0xffff).toString(16));
+  return groups.join(":");
 }

@@ -1,13 +1,12 @@
 /**
- * Building authoritative answers from local data (local zones, records, hosts files, blocked
- * names): header, the client's question, answer and authority RRs. Pure byte assembly; no OPT
- * (the pipeline adds its own per hop, with any Extended DNS Error) and never cached.
- *
- * These builders belong in lib/dns/reply.ts next to errorReply; they live here while the codec
- * is being edited elsewhere (move them when both land).
+ * Building authoritative answers from local data (lib/route: local zones, records, hosts files,
+ * blocked names): header, the client's question, answer and authority RRs, and the RDATA of the
+ * types local data holds. Pure byte assembly; no OPT (the pipeline adds its own per hop, with
+ * any Extended DNS Error) and never cached.
  */
-import { CLASS_IN, Flag, HEADER_SIZE, type Message } from "../dns/message.ts";
-import { namesEqual } from "../dns/wire.ts";
+import { putU16, putU32 } from "./bytes.ts";
+import { CLASS_IN, Flag, HEADER_SIZE, type Message } from "./message.ts";
+import { namesEqual } from "./wire.ts";
 
 /** One resource record of local data, already in wire form. */
 export interface LocalRR {
@@ -23,16 +22,6 @@ export interface LocalRR {
 const OPCODE_MASK = 0x7800;
 /** Largest TTL a record may carry (RFC 2181 §8). */
 export const MAX_TTL = 0x7fffffff;
-
-function putU16(out: Uint8Array, p: number, v: number): void {
-  out[p] = v >>> 8;
-  out[p + 1] = v;
-}
-
-function putU32(out: Uint8Array, p: number, v: number): void {
-  putU16(out, p, v >>> 16);
-  putU16(out, p + 2, v & 0xffff);
-}
 
 /** Bytes one RR takes when written by `writeRR` for a question name `qname`. */
 function rrSize(rr: LocalRR, qname: Uint8Array): number {
@@ -96,28 +85,18 @@ export function localReply(
   return out;
 }
 
-/** The SOA timers of synthesized zones, as Unbound's built-in local zones use them. */
-export const SYNTHESIZED_SOA = {
-  serial: 1,
-  refresh: 3600,
-  retry: 1200,
-  expire: 604800,
-  /** Negative-caching TTL (RFC 2308 §5) and the SOA record's own TTL. */
-  minimum: 10800,
-} as const;
+/** The five 32-bit numbers of an SOA record after its names (RFC 1035 §3.3.13). */
+export interface SoaTimers {
+  readonly serial: number;
+  readonly refresh: number;
+  readonly retry: number;
+  readonly expire: number;
+  /** Negative-caching TTL (RFC 2308 §5). */
+  readonly minimum: number;
+}
 
 /** RDATA of an SOA record (RFC 1035 §3.3.13); names uncompressed. */
-export function soaRdata(
-  mname: Uint8Array,
-  rname: Uint8Array,
-  timers: {
-    serial: number;
-    refresh: number;
-    retry: number;
-    expire: number;
-    minimum: number;
-  } = SYNTHESIZED_SOA,
-): Uint8Array {
+export function soaRdata(mname: Uint8Array, rname: Uint8Array, timers: SoaTimers): Uint8Array {
   const out = new Uint8Array(mname.length + rname.length + 20);
   out.set(mname, 0);
   out.set(rname, mname.length);

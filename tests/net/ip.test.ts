@@ -1,19 +1,73 @@
 /**
- * The allocation-free address parsers used per query must agree exactly with the config layer's
- * strict IP literal rules (lib/config/ip.ts), on hand-picked cases and on random strings.
+ * The one IP parser (lib/net/ip.ts) must agree exactly with the strict IP literal rules written
+ * the obvious way (regexes and splits, below: the rules the config layer used to apply itself),
+ * on hand-picked cases and on random strings; and its string checks must agree with its parsers.
  */
 import assert from "node:assert/strict";
-import { ipv6Groups, isIPv4 } from "../../lib/config/ip.ts";
-import { isMappedIPv4, parseClientAddress, parseIPv4, parseIPv6 } from "../../lib/policy/ip.ts";
-import { Rng } from "../helpers/fuzz.ts";
+import {
+  ipKey,
+  isIP,
+  isIPv4,
+  isIPv6,
+  isMappedIPv4,
+  parseClientAddress,
+  parseIPv4,
+  parseIPv6,
+} from "../../lib/net/ip.ts";
+import { Rng } from "../helpers/rng.ts";
 
-/** What lib/config/ip.ts says `text` is, in the policy parsers' terms. */
+/** Reference: a dotted-quad IPv4 address, each part 0-255 without leading zeros. */
+function referenceIPv4(text: string): boolean {
+  const parts = text.split(".");
+  return parts.length === 4 && parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && +p <= 255);
+}
+
+/** Reference: the eight 16-bit groups of an IPv6 address, or null if it is not one. */
+function referenceGroups(text: string): number[] | null {
+  const halves = text.split("::");
+  if (halves.length > 2) return null;
+  if (halves.length === 1) {
+    const groups = referenceParts(halves[0], true);
+    return groups && groups.length === 8 ? groups : null;
+  }
+  const head = referenceParts(halves[0], false);
+  const tail = referenceParts(halves[1], true);
+  if (!head || !tail || head.length + tail.length > 7) return null;
+  return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
+}
+
+function referenceParts(part: string, allowIPv4Tail: boolean): number[] | null {
+  if (part === "") return [];
+  const groups = part.split(":");
+  const out: number[] = [];
+  for (let i = 0; i < groups.length; i++) {
+    const g = groups[i];
+    if (allowIPv4Tail && i === groups.length - 1 && g.includes(".")) {
+      if (!referenceIPv4(g)) return null;
+      const [a, b, c, d] = g.split(".").map(Number);
+      out.push((a << 8) | b, (c << 8) | d);
+    } else if (/^[0-9A-Fa-f]{1,4}$/.test(g)) {
+      out.push(parseInt(g, 16));
+    } else {
+      return null;
+    }
+  }
+  return out;
+}
+
+/** What the reference rules say `text` is, in the parsers' terms. */
 function reference(text: string): { v4: number; v6: number[] | null } {
   let v4 = -1;
-  if (isIPv4(text)) v4 = text.split(".").reduce((acc, p) => acc * 256 + Number(p), 0);
-  const g = ipv6Groups(text);
+  if (referenceIPv4(text)) v4 = text.split(".").reduce((acc, p) => acc * 256 + Number(p), 0);
+  const g = referenceGroups(text);
   const v6 = g && [0, 1, 2, 3].map((k) => ((g[2 * k] << 16) | g[2 * k + 1]) >>> 0);
   return { v4, v6 };
+}
+
+/** Reference: the comparison key of an IP literal (IPv6 as its eight groups in hex). */
+function referenceKey(text: string): string {
+  const g = referenceGroups(text);
+  return g ? g.map((x) => x.toString(16)).join(":") : text;
 }
 
 function parsed(text: string): { v4: number; v6: number[] | null } {
@@ -72,12 +126,17 @@ const cases = [
 ];
 
 for (const text of cases) {
-  Deno.test(`policy IP parsers agree with the config rules on ${JSON.stringify(text)}`, () => {
+  Deno.test(`the IP parser agrees with the strict literal rules on ${JSON.stringify(text)}`, () => {
     assert.deepEqual(parsed(text), reference(text));
+    const r = reference(text);
+    assert.deepEqual(
+      { v4: isIPv4(text), v6: isIPv6(text), ip: isIP(text), key: ipKey(text) },
+      { v4: r.v4 >= 0, v6: r.v6 !== null, ip: r.v4 >= 0 || r.v6 !== null, key: referenceKey(text) },
+    );
   });
 }
 
-Deno.test("policy IP parsers agree with the config rules on 200,000 random strings", () => {
+Deno.test("the IP parser agrees with the strict literal rules on 200,000 random strings", () => {
   const seed = 0x1b2c3d;
   const rng = new Rng(seed);
   const alphabet = "0123456789abcdefABCDEF:.:.::0f%x ";
@@ -96,7 +155,9 @@ Deno.test("policy IP parsers agree with the config rules on 200,000 random strin
     } else {
       for (let n = rng.int(20); n > 0; n--) text += rng.pick([...alphabet]);
     }
-    assert.deepEqual(parsed(text), reference(text), `seed 0x${seed.toString(16)}: ${text}`);
+    const r = reference(text);
+    assert.deepEqual(parsed(text), r, `seed 0x${seed.toString(16)}: ${text}`);
+    assert.equal(isIP(text), r.v4 >= 0 || r.v6 !== null, `seed 0x${seed.toString(16)}: ${text}`);
   }
 });
 

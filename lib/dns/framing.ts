@@ -1,6 +1,7 @@
 /**
  * DNS over a byte stream (RFC 1035 4.2.2, RFC 7766): each message is preceded by its length as a
- * 16-bit big-endian integer. Shared by the TCP listener and the DNS-over-TLS upstream client.
+ * 16-bit big-endian integer. Shared by the stream listeners (TCP, DoT) and the stream upstreams
+ * (TCP, DoT). No sockets here: the writer takes any sink with a `write`.
  */
 
 /** The largest message a 2-byte length prefix can describe. */

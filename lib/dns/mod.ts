@@ -1,5 +1,0 @@
-/** The DNS wire codec in one import: names, message walking, and reply building. */
-
-export * from "./wire.ts";
-export * from "./message.ts";
-export * from "./reply.ts";
