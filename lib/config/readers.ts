@@ -222,35 +222,48 @@ export function notAllowed(t: Table, at: string, key: string, why: string): void
   if (t[key] !== undefined) throw new Invalid(keyPath(at, key), t[key], why);
 }
 
+/**
+ * The array a list key must hold, with the errors every list key gives: a lone string (the usual
+ * slip: `key = "x"` for `key = ["x"]`) and anything else that is not an array. `example`, when
+ * given, shows the form in the second message.
+ */
+export function arrayOf(
+  v: unknown,
+  path: string,
+  key: string,
+  noun: string,
+  example?: string,
+): unknown[] {
+  if (typeof v === "string") {
+    throw new Invalid(path, v, `expected an array of ${noun}, e.g. ${key} = ["${v}"]`);
+  }
+  if (!Array.isArray(v)) {
+    const such = example ? ` such as ${example}` : "";
+    throw new Invalid(path, v, `expected an array of ${noun}${such}, got ${describe(v)}`);
+  }
+  return v;
+}
+
+/** One item of a list that must be a string: `noun` such as `example` otherwise. */
+export function stringItem(item: unknown, at: string, noun: string, example: string): string {
+  if (typeof item === "string") return item;
+  throw new Invalid(at, item, `expected ${noun} such as "${example}", got ${describe(item)}`);
+}
+
 /** An array of address prefixes ("10.0.0.0/8", "::1"), parsed by lib/policy/acl.ts. */
 export function cidrList(nonEmpty: boolean): Reader<Cidr[]> {
   return (v, path, key) => {
-    if (typeof v === "string") {
-      throw new Invalid(path, v, `expected an array of address prefixes, e.g. ${key} = ["${v}"]`);
-    }
-    if (!Array.isArray(v)) {
-      throw new Invalid(
-        path,
-        v,
-        `expected an array of address prefixes such as ["10.0.0.0/8"], got ${describe(v)}`,
-      );
-    }
-    if (nonEmpty && v.length === 0) {
+    const list = arrayOf(v, path, key, "address prefixes", '["10.0.0.0/8"]');
+    if (nonEmpty && list.length === 0) {
       throw new Invalid(
         path,
         v,
         `must not be empty: an empty allow list refuses every client; list the networks to serve`,
       );
     }
-    return v.map((item, i) => {
+    return list.map((entry, i) => {
       const itemPath = keyPath(path, i);
-      if (typeof item !== "string") {
-        throw new Invalid(
-          itemPath,
-          item,
-          `expected a prefix string such as "10.0.0.0/8", got ${describe(item)}`,
-        );
-      }
+      const item = stringItem(entry, itemPath, "a prefix string", "10.0.0.0/8");
       const c = parseCidr(item);
       if (typeof c === "string") {
         const quoted = `${JSON.stringify(item)}: `;

@@ -29,7 +29,7 @@ import { errText } from "../sys/errors.ts";
 import { logger } from "../sys/log.ts";
 import { ClientResolver } from "./forwarded.ts";
 import { type BodyLimits, discardBody, readBody } from "./http_body.ts";
-import type { ConnectionState, Handler, Listener } from "./listener.ts";
+import { type ConnectionState, connectionState, type Handler, type Listener } from "./listener.ts";
 import { IdentityRefusals, type IdentityState } from "./refusals.ts";
 import type { StreamLimits } from "./stream.ts";
 import { checkCertificate } from "./tls.ts";
@@ -166,18 +166,7 @@ class DohListener implements HttpsListener {
   }
 
   connections(): ConnectionState {
-    const s = this.stats;
-    return {
-      open: s.open,
-      drops: {
-        rejected: s.rejected,
-        evicted_idle: s.evictedIdle,
-        evicted_stuck: 0,
-        read_timeout: s.timedOut,
-        output_full: 0,
-        write_timeout: s.writeTimedOut,
-      },
-    };
+    return connectionState(this.stats);
   }
 
   reloadCertificate(cert: string, key: string): void {

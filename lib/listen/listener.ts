@@ -36,6 +36,36 @@ export interface ConnectionState {
   queuedOutputBytes?: number;
 }
 
+/** The counters a connection listener keeps (bounds it does not have are absent). */
+export interface ConnectionCounters {
+  open: number;
+  rejected: number;
+  evictedIdle: number;
+  evictedStuck?: number;
+  timedOut: number;
+  outputFull?: number;
+  writeTimedOut: number;
+}
+
+/** A listener's counters as metrics read them, by {@link ConnectionDropReason}. */
+export function connectionState(
+  c: ConnectionCounters,
+  queuedOutputBytes?: number,
+): ConnectionState {
+  return {
+    open: c.open,
+    drops: {
+      rejected: c.rejected,
+      evicted_idle: c.evictedIdle,
+      evicted_stuck: c.evictedStuck ?? 0,
+      read_timeout: c.timedOut,
+      output_full: c.outputFull ?? 0,
+      write_timeout: c.writeTimedOut,
+    },
+    queuedOutputBytes,
+  };
+}
+
 /** A bound listener. */
 export interface Listener {
   /** The configured URL, for logs. */

@@ -35,7 +35,7 @@ import { logger } from "../sys/log.ts";
 import { LogThrottle } from "../sys/log_throttle.ts";
 import { servfailFor } from "./guard.ts";
 import { FramedWriter, FrameReader, MAX_FRAMED_MESSAGE } from "../dns/framing.ts";
-import type { ConnectionState, Handler, Listener } from "./listener.ts";
+import { type ConnectionState, connectionState, type Handler, type Listener } from "./listener.ts";
 import type { TransportConn } from "./node_conn.ts";
 import type { IdentityRefusals, IdentityState } from "./refusals.ts";
 
@@ -185,19 +185,7 @@ export class StreamListener implements Listener {
 
   /** Answer bytes waiting to be written on all connections (memory the clients hold here). */
   connections(): ConnectionState {
-    const s = this.stats;
-    return {
-      open: s.open,
-      drops: {
-        rejected: s.rejected,
-        evicted_idle: s.evictedIdle,
-        evicted_stuck: s.evictedStuck,
-        read_timeout: s.timedOut,
-        output_full: s.outputFull,
-        write_timeout: s.writeTimedOut,
-      },
-      queuedOutputBytes: this.queuedOutputBytes,
-    };
+    return connectionState(this.stats, this.queuedOutputBytes);
   }
 
   /** Refusals by the PROXY gate and for credentials (zero when neither is configured). */

@@ -10,6 +10,7 @@ import { clientNameProblem } from "../../identity/names.ts";
 import { formatCidr } from "../../policy/acl.ts";
 import { keyPath } from "../errors.ts";
 import {
+  arrayOf,
   cidrList,
   describe,
   integer,
@@ -33,17 +34,9 @@ export const clientName: Reader<string> = (v, path) => {
 
 /** A list of client names (`allow_clients = ["alice", "office"]`). */
 export const clientNameList: Reader<string[]> = (v, path, name) => {
-  if (typeof v === "string") {
-    throw new Invalid(path, v, `expected an array of client names, e.g. ${name} = ["${v}"]`);
-  }
-  if (!Array.isArray(v)) {
-    throw new Invalid(
-      path,
-      v,
-      `expected an array of client names such as ["alice"], got ${describe(v)}`,
-    );
-  }
-  return v.map((item, i) => clientName(item, keyPath(path, i), name));
+  return arrayOf(v, path, name, "client names", '["alice"]').map((item, i) =>
+    clientName(item, keyPath(path, i), name)
+  );
 };
 
 /** The [[clients]] keys; a reload rebuilds the names, so every key is reloadable. */

@@ -6,14 +6,15 @@ import { STRATEGIES } from "../../upstream/group.ts";
 import { keyPath } from "../errors.ts";
 import { ipKey } from "../../net/ip.ts";
 import {
+  arrayOf,
   bool,
-  describe,
   duration,
   integer,
   Invalid,
   notAbove,
   oneOf,
   type Reader,
+  stringItem,
   type Table,
 } from "../readers.ts";
 import { defineSection, readSection, type SectionValue, setting } from "../table.ts";
@@ -35,23 +36,11 @@ export interface BootstrapServer {
 }
 
 /** [forwarding] bootstrap: IP[:port] strings, port 53 by default, no duplicates. */
-const bootstrapServers: Reader<BootstrapServer[]> = (v, path) => {
-  if (typeof v === "string") {
-    throw new Invalid(path, v, `expected an array of addresses, e.g. bootstrap = ["${v}"]`);
-  }
-  if (!Array.isArray(v)) {
-    throw new Invalid(path, v, `expected an array of addresses, got ${describe(v)}`);
-  }
+const bootstrapServers: Reader<BootstrapServer[]> = (v, path, key) => {
   const seen = new Map<string, number>();
-  return v.map((item, i) => {
+  return arrayOf(v, path, key, "addresses").map((entry, i) => {
     const at = keyPath(path, i);
-    if (typeof item !== "string") {
-      throw new Invalid(
-        at,
-        item,
-        `expected an address string such as "9.9.9.9", got ${describe(item)}`,
-      );
-    }
+    const item = stringItem(entry, at, "an address string", "9.9.9.9");
     const r = parseHostPort(item, {
       defaultPort: DEFAULT_BOOTSTRAP_PORT,
       example: "9.9.9.9",
